@@ -1,0 +1,7 @@
+"""mobilenets: MobileNet V1, V2, V3-Large and V3-Small that match the papers, for CPUs and phones."""
+
+from .models import FeatureInfo, MobileNet, create_model, list_models
+from .profile import Profile, profile
+
+__all__ = ["FeatureInfo", "MobileNet", "Profile", "create_model", "list_models", "profile"]
+__version__ = "0.1.0"

@@ -1,0 +1,150 @@
+"""The one builder that turns any architecture table into a network, and the network it builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .blocks import ClassifierHead, DepthwiseSeparable, InvertedResidual
+from .layers import LayerFactory, make_divisible
+from .specs import Architecture, Bneck, Bottleneck, Conv, Row, Separable
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature level a dense-prediction head can tap: its stride, width, and the `features` index."""
+
+    stride: int
+    channels: int
+    index: int
+
+
+class MobileNet(nn.Module):
+    """A MobileNet: `features` (stem, blocks, last 1x1 conv) then `head` (pool, [hidden], dropout, fc).
+
+    `feature_info` lists, for every output stride (2, 4, 8, 16, 32), the last layer at that stride and its
+    width, known before any forward pass; `features_at` returns those maps for detection/segmentation.
+    """
+
+    def __init__(self, features: nn.Sequential, head: ClassifierHead, feature_info: list[FeatureInfo],
+                 config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        self.feature_info = feature_info
+        self.num_features = head.num_features
+        self.config: dict[str, Any] = dict(config or {})
+        self._tap_index: dict[int, int] = {f.stride: f.index for f in feature_info}
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.fc.out_features if isinstance(self.head.fc, nn.Linear) else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    @torch.jit.export
+    def features_at(self, x: torch.Tensor, strides: list[int] | None = None) -> list[torch.Tensor]:
+        """Feature maps at the given output strides (default 4, 8, 16, 32), in that order."""
+        if strides is None:
+            strides = [4, 8, 16, 32]
+        wanted: list[int] = []
+        for s in strides:
+            if s not in self._tap_index:
+                raise ValueError(f"no feature map at stride {s}; available: {sorted(self._tap_index)}")
+            wanted.append(self._tap_index[s])
+        found: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in wanted:
+                found[i] = x
+        return [found[i] for i in wanted]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer with a freshly initialised one for `num_classes` (0: no classifier)."""
+        fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(fc)
+        self.head.fc = fc
+        self.config["num_classes"] = num_classes
+
+
+def init_weights(module: nn.Module) -> None:
+    """torchvision's MobileNet initialisation: Kaiming-normal (fan-out) convs, unit/zero norms, N(0, 0.01) linear."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def _row_layers(row: Row, in_channels: int, base_in: int, width_mult: float,
+                layers: LayerFactory) -> list[nn.Module]:
+    """The modules of one table row at width multiplier `width_mult`; every width goes through make_divisible.
+
+    `base_in` is the row's input width at α = 1. A V3 expansion width is a multiple of the block's input
+    (exp / base_in), as in the authors' release and timm; torchvision instead scales exp by α directly, which
+    agrees at α = 1 only (it publishes no α ≠ 1 weights).
+    """
+    if isinstance(row, Conv):
+        scale = max(1.0, width_mult) if row.keep_width else width_mult
+        out = make_divisible(row.out * scale)
+        return [layers.conv(in_channels, out, row.kernel, row.stride, act=row.act)]
+    if isinstance(row, Separable):
+        return [DepthwiseSeparable(in_channels, make_divisible(row.out * width_mult), row.stride, row.act, layers)]
+    if isinstance(row, Bottleneck):
+        out, blocks = make_divisible(row.c * width_mult), []
+        for i in range(row.n):
+            blocks.append(InvertedResidual(in_channels, int(round(in_channels * row.t)), out, 3,
+                                           row.s if i == 0 else 1, row.act, None, layers))
+            in_channels = out
+        return blocks
+    if isinstance(row, Bneck):
+        expanded = make_divisible(in_channels * row.exp / base_in)
+        se_channels = make_divisible(expanded / 4) if row.se else None
+        return [InvertedResidual(in_channels, expanded, make_divisible(row.out * width_mult), row.kernel,
+                                 row.stride, row.act, se_channels, layers, dilation=row.dilation)]
+    raise TypeError(f"unknown row type {type(row).__name__}")
+
+
+def _out_channels(module: nn.Module) -> int:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels
+
+
+def _stride(module: nn.Module) -> int:
+    stride = 1
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            stride *= m.stride[0]
+    return stride
+
+
+def build_mobilenet(arch: Architecture, *, width_mult: float, num_classes: int, dropout: float | None,
+                    layers: LayerFactory, config: dict[str, Any] | None = None) -> MobileNet:
+    """Turn an architecture table into a MobileNet, recording each output stride's last layer as it goes."""
+    modules: list[nn.Module] = []
+    info: dict[int, FeatureInfo] = {}
+    in_channels, base_in, stride = 3, 3, 1
+    for row in arch.rows:
+        for module in _row_layers(row, in_channels, base_in, width_mult, layers):
+            in_channels = _out_channels(module)
+            stride *= _stride(module)
+            info[stride] = FeatureInfo(stride, in_channels, len(modules))
+            modules.append(module)
+        base_in = row.c if isinstance(row, Bottleneck) else row.out
+    hidden = make_divisible(arch.head_hidden * max(1.0, width_mult)) if arch.head_hidden else None
+    act = layers.activation(arch.head_act)() if hidden else None
+    head = ClassifierHead(in_channels, num_classes, hidden, act, arch.dropout if dropout is None else dropout)
+    model = MobileNet(nn.Sequential(*modules), head, sorted(info.values(), key=lambda f: f.stride), config)
+    init_weights(model)
+    return model
+

@@ -1,0 +1,102 @@
+"""Model names, their options, and `create_model`: the one way users build a zoo network."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from .layers import LayerFactory, ModuleFactory, resolve_activation
+from .mobilenet import MobileNet, build_mobilenet
+from .specs import (
+    MOBILENET_V1, MOBILENET_V2, MOBILENET_V3_LARGE, MOBILENET_V3_SMALL, Architecture, dilated, minimalistic,
+    reduced_tail, standard_convolutions,
+)
+
+# Each model: its table, and its own options as {name: (default, transform applied when not the default)}.
+Transform = Callable[[Architecture], Architecture]
+_V3_OPTIONS: dict[str, tuple[bool, Transform]] = {
+    "minimal": (False, minimalistic), "reduced_tail": (False, reduced_tail), "dilated": (False, dilated),
+}
+_MODELS: dict[str, tuple[Architecture, dict[str, tuple[bool, Transform]]]] = {
+    "mobilenet_v1": (MOBILENET_V1, {"separable": (True, standard_convolutions)}),
+    "mobilenet_v2": (MOBILENET_V2, {}),
+    "mobilenet_v3_large": (MOBILENET_V3_LARGE, _V3_OPTIONS),
+    "mobilenet_v3_small": (MOBILENET_V3_SMALL, _V3_OPTIONS),
+}
+_COMMON_OPTIONS = ("act_layer", "norm_layer", "bn_eps", "bn_momentum", "tf_padding")
+NORM_LAYERS: dict[str, type[nn.Module]] = {"batchnorm": nn.BatchNorm2d, "frozen_batchnorm": FrozenBatchNorm2d}
+
+
+def list_models() -> list[str]:
+    """Names accepted by `create_model`."""
+    return sorted(_MODELS)
+
+
+def _norm_factory(norm_layer: str | ModuleFactory, eps: float, momentum: float) -> ModuleFactory:
+    if isinstance(norm_layer, str):
+        if norm_layer not in NORM_LAYERS:
+            raise ValueError(f"unknown norm_layer {norm_layer!r}; choose from {sorted(NORM_LAYERS)}")
+        cls = NORM_LAYERS[norm_layer]
+        return functools.partial(cls, eps=eps) if cls is FrozenBatchNorm2d else functools.partial(
+            cls, eps=eps, momentum=momentum)
+    return norm_layer
+
+
+def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
+                **options: Any) -> MobileNet:
+    """Build a randomly initialised zoo network (see `create_model` for the arguments)."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    if not width_mult > 0:
+        raise ValueError(f"width_mult must be > 0, got {width_mult}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    arch, own_options = _MODELS[name]
+    unknown = sorted(set(options) - set(own_options) - set(_COMMON_OPTIONS))
+    if unknown:
+        allowed = sorted(set(own_options) | set(_COMMON_OPTIONS))
+        raise TypeError(f"{name} has no option {unknown[0]!r}; its options are {', '.join(allowed)}")
+    flags = {k: bool(options.get(k, default)) for k, (default, _) in own_options.items()}
+    for flag, (default, transform) in own_options.items():
+        if flags[flag] != default:
+            arch = transform(arch)
+    tf_padding = bool(options.get("tf_padding", False))
+    bn_eps = float(options.get("bn_eps", 1e-3 if tf_padding else 1e-5))
+    act_layer = options.get("act_layer")
+    layers = LayerFactory(
+        norm_layer=_norm_factory(options.get("norm_layer", "batchnorm"), bn_eps, options.get("bn_momentum", 0.1)),
+        act_override=None if act_layer is None else resolve_activation(act_layer),
+        tf_padding=tf_padding,
+    )
+    config = {"name": name, "width_mult": width_mult, "num_classes": num_classes, "dropout": dropout,
+              **flags, **{k: options[k] for k in _COMMON_OPTIONS if k in options}}
+    if "bn_eps" not in options and tf_padding:
+        config["bn_eps"] = bn_eps
+    return build_mobilenet(arch, width_mult=width_mult, num_classes=num_classes, dropout=dropout, layers=layers,
+                           config=config)
+
+
+def create_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
+                 weights: str | Path | None = None, **options: Any) -> MobileNet:
+    """Build `name` ('mobilenet_v1', 'mobilenet_v2', 'mobilenet_v3_large', 'mobilenet_v3_small').
+
+    Options: V1 `separable` (False: standard 3x3 convs); V3 `minimal`, `reduced_tail`, `dilated`; all models
+    `act_layer` (name or class replacing every activation), `norm_layer` ('batchnorm', 'frozen_batchnorm' or a
+    callable), `bn_eps`, `bn_momentum`, `tf_padding` (TensorFlow "SAME" padding and BN eps 1e-3).
+    `weights`: a torchvision or timm state_dict file (layout detected) or one of ours (.safetensors); the
+    layout's own BN eps and padding are used unless given here.
+    """
+    if weights is None:
+        return build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout, **options)
+    from ..weights.convert import load_into, read_weights
+
+    checkpoint = read_weights(weights)
+    model = build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout,
+                        **{**checkpoint.build_options, **options})
+    load_into(model, checkpoint)
+    return model
