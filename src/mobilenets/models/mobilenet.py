@@ -36,8 +36,10 @@ class MobileNet(nn.Module):
         self.head = head
         self.feature_info = feature_info
         self.num_features = head.num_features
-        self.config: dict[str, Any] = dict(config or {})
-        self._tap_index: dict[int, int] = {f.stride: f.index for f in feature_info}
+        self.config = dict(config or {})
+        self._tap_index = {f.stride: f.index for f in feature_info}
+        self._strides = ", ".join(str(f.stride) for f in feature_info)  # for errors, in TorchScript too
+        self._dense_strides = [f.stride for f in feature_info if f.stride >= 4]
 
     @property
     def num_classes(self) -> int:
@@ -48,13 +50,13 @@ class MobileNet(nn.Module):
 
     @torch.jit.export
     def features_at(self, x: torch.Tensor, strides: list[int] | None = None) -> list[torch.Tensor]:
-        """Feature maps at the given output strides (default 4, 8, 16, 32), in that order."""
+        """Feature maps at the given output strides (default: 4, 8, 16 and, unless dilated, 32), in that order."""
         if strides is None:
-            strides = [4, 8, 16, 32]
+            strides = self._dense_strides
         wanted: list[int] = []
         for s in strides:
             if s not in self._tap_index:
-                raise ValueError(f"no feature map at stride {s}; available: {sorted(self._tap_index)}")
+                raise ValueError(f"no feature map at stride {s}; available: {self._strides}")
             wanted.append(self._tap_index[s])
         found: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.features):
@@ -103,7 +105,7 @@ def _row_layers(row: Row, in_channels: int, base_in: int, width_mult: float,
     if isinstance(row, Bottleneck):
         out, blocks = make_divisible(row.c * width_mult), []
         for i in range(row.n):
-            blocks.append(InvertedResidual(in_channels, int(round(in_channels * row.t)), out, 3,
+            blocks.append(InvertedResidual(in_channels, round(in_channels * row.t), out, 3,
                                            row.s if i == 0 else 1, row.act, None, layers))
             in_channels = out
         return blocks

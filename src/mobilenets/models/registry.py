@@ -13,8 +13,15 @@ from torchvision.ops import FrozenBatchNorm2d
 from .layers import LayerFactory, ModuleFactory, resolve_activation
 from .mobilenet import MobileNet, build_mobilenet
 from .specs import (
-    MOBILENET_V1, MOBILENET_V2, MOBILENET_V3_LARGE, MOBILENET_V3_SMALL, Architecture, dilated, minimalistic,
-    reduced_tail, standard_convolutions,
+    MOBILENET_V1,
+    MOBILENET_V2,
+    MOBILENET_V3_LARGE,
+    MOBILENET_V3_SMALL,
+    Architecture,
+    dilated,
+    minimalistic,
+    reduced_tail,
+    standard_convolutions,
 )
 
 # Each model: its table, and its own options as {name: (default, transform applied when not the default)}.
@@ -88,13 +95,23 @@ def create_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000,
     Options: V1 `separable` (False: standard 3x3 convs); V3 `minimal`, `reduced_tail`, `dilated`; all models
     `act_layer` (name or class replacing every activation), `norm_layer` ('batchnorm', 'frozen_batchnorm' or a
     callable), `bn_eps`, `bn_momentum`, `tf_padding` (TensorFlow "SAME" padding and BN eps 1e-3).
-    `weights`: a torchvision or timm state_dict file (layout detected) or one of ours (.safetensors); the
-    layout's own BN eps and padding are used unless given here.
+    `weights`: a torchvision or timm state_dict file (layout detected), one of ours (.safetensors), or the name
+    of published weights (`mobilenets.weights.list_published()`), downloaded once and checked by sha256. The
+    weights' own BN eps and padding are used unless given here.
     """
     if weights is None:
         return build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout, **options)
     from ..weights.convert import load_into, read_weights
+    from ..weights.registry import REGISTRY, download
 
+    if isinstance(weights, str) and weights in REGISTRY:
+        entry = REGISTRY[weights]
+        if entry.model != name:
+            raise ValueError(f"{weights} are weights for {entry.model}, not {name}")
+        preset = dict(entry.model_options)
+        width_mult = preset.pop("width_mult", width_mult)
+        options = {**preset, **options}
+        weights = download(weights)
     checkpoint = read_weights(weights)
     model = build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout,
                         **{**checkpoint.build_options, **options})

@@ -1,0 +1,8 @@
+"""`python -m mobilenets`: the same as the `mobilenets` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

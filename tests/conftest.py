@@ -1,0 +1,26 @@
+"""Shared test helpers: small, seeded inputs and peers' models with non-trivial batch-norm statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN non-default statistics and affine terms, so a swapped or dropped BN tensor shows up."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.fixture
+def image_batch() -> torch.Tensor:
+    return torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
