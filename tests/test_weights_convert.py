@@ -60,6 +60,16 @@ def test_peer_weights_give_identical_outputs(tmp_path, image_batch, source, peer
     assert (actual - expected).abs().max().item() <= 1e-5
 
 
+def test_tf_port_is_recognised_in_a_hub_cache(tmp_path, image_batch):
+    model = peer_model("timm", "tf_mobilenetv3_small_minimal_100")
+    path = tmp_path / "models--timm--tf_mobilenetv3_small_minimal_100.in1k" / "snapshots" / "0123abc"
+    path.mkdir(parents=True)
+    save_peer(model, path / "model.safetensors")
+    loaded = mobilenets.create_model("mobilenet_v3_small", minimal=True, weights=path / "model.safetensors")
+    with torch.no_grad():
+        assert (loaded.eval()(image_batch) - model(image_batch)).abs().max().item() <= 1e-5
+
+
 def test_tf_port_needs_tf_padding(tmp_path, image_batch):
     """The same tensors under PyTorch padding and eps give visibly different outputs: the layout matters."""
     model = peer_model("timm", "tf_mobilenetv3_small_minimal_100")

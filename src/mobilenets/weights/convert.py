@@ -23,6 +23,9 @@ CONFIG_KEY = "mobilenets.config"
 _BUILD_ARGS = ("name", "width_mult", "num_classes", "dropout")
 
 
+_TF_PORT = re.compile(r"(^|[-_.])tf_mobilenetv3")
+
+
 class WeightsError(ValueError):
     """A weights file that cannot be read or does not fit the model; the message names the file."""
 
@@ -99,8 +102,9 @@ def read_weights(path: str | Path) -> Checkpoint:
     if _has_key(state, r"features\.\d+\.conv\."):
         return Checkpoint(path, "torchvision", state)
     if "conv_stem.weight" in state:
-        # timm's TensorFlow ports have the same keys as its own models; their names say which they are.
-        if any(part.startswith("tf_") for part in (path.name, path.parent.name)):
+        # timm's TensorFlow ports have the same keys as its own models; their file or hub folder names say so
+        # (tf_mobilenetv3_large_100-427764d5.pth, models--timm--tf_mobilenetv3_large_100.in1k/.../model.safetensors)
+        if any(_TF_PORT.search(part) for part in path.parts):
             return Checkpoint(path, "timm-tf", state, {"tf_padding": True})
         return Checkpoint(path, "timm", state)
     if "features.0.0.weight" in state and any(k.startswith("head.") for k in state):
