@@ -16,12 +16,16 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..models import MobileNet, create_model, list_models
 
-COMMANDS = ("profile",)
+COMMANDS = ("profile", "train", "evaluate", "predict")
 MODEL_FLAGS = ("separable", "minimal", "reduced_tail", "dilated")
 
 
 class CommandError(Exception):
     """A user error: `main` prints it as one `mobilenets: error: ...` line and exits with status 2."""
+
+
+class RunFailed(Exception):
+    """Valid input, but the work failed (e.g. training diverged): one line, exit status 1."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -55,6 +59,11 @@ def _int_at_least(minimum: int, text: str) -> int:
 def resolution(text: str) -> int:
     """argparse type: an input size in pixels, at least 32 (the networks' total stride)."""
     return _int_at_least(32, text)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, batch size, image size)."""
+    return _int_at_least(1, text)
 
 
 def num_classes(text: str) -> int:
@@ -103,3 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"mobilenets: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"mobilenets: error: {exc}", file=sys.stderr)
+        return 1

@@ -101,19 +101,12 @@ def create_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000,
     """
     if weights is None:
         return build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout, **options)
-    from ..weights.convert import load_into, read_weights
-    from ..weights.registry import REGISTRY, download
+    from ..weights.convert import load_into
+    from ..weights.registry import open_weights
 
-    if isinstance(weights, str) and weights in REGISTRY:
-        entry = REGISTRY[weights]
-        if entry.model != name:
-            raise ValueError(f"{weights} are weights for {entry.model}, not {name}")
-        preset = dict(entry.model_options)
-        width_mult = preset.pop("width_mult", width_mult)
-        options = {**preset, **options}
-        weights = download(weights)
-    checkpoint = read_weights(weights)
+    checkpoint, preset = open_weights(weights, name)
+    width_mult = preset.pop("width_mult", width_mult)
     model = build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout,
-                        **{**checkpoint.build_options, **options})
+                        **{**preset, **options})
     load_into(model, checkpoint)
     return model

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from torch import nn
 
 CONFIG_KEY = "mobilenets.config"
+META_KEY = "mobilenets.meta"  # what a task stores beside the weights: class names, preprocessing, metrics
 # Build options that are not architecture flags: what `create_model` needs besides the name to rebuild a model.
 _BUILD_ARGS = ("name", "width_mult", "num_classes", "dropout")
 
@@ -39,6 +40,7 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
     build_options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _first_line(error: BaseException) -> str:
@@ -54,7 +56,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+def read_torch_state(path: Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True: tensors and plain containers only, so no code in the file can run."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -91,12 +93,12 @@ def read_weights(path: str | Path) -> Checkpoint:
     if path.suffix == ".safetensors":
         state, metadata = _read_safetensors(path)
     else:
-        state = _read_pickle(path)
+        state = read_torch_state(path)
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     if CONFIG_KEY in metadata:
         config = json.loads(metadata[CONFIG_KEY])
         options = {k: v for k, v in config.items() if k not in _BUILD_ARGS}
-        return Checkpoint(path, "mobilenets", state, options, config)
+        return Checkpoint(path, "mobilenets", state, options, config, json.loads(metadata.get(META_KEY, "{}")))
     if _has_key(state, r"features\.\d+\.block\."):
         return Checkpoint(path, "torchvision", state, {"bn_eps": 1e-3, "bn_momentum": 0.01})
     if _has_key(state, r"features\.\d+\.conv\."):
@@ -200,34 +202,48 @@ def _describe(model: nn.Module) -> str:
            f"num_classes={config.get('num_classes')})"
 
 
-def load_into(model: nn.Module, checkpoint: Checkpoint) -> None:
-    """Copy a checkpoint's tensors into `model`, or fail naming the first missing, unexpected or misshapen key."""
-    target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+def _convert(model: nn.Module, checkpoint: Checkpoint) -> dict[str, Source]:
+    """The checkpoint's tensors under our names (1x1-conv heads reshaped to Linear where the model has one)."""
+    target = model.state_dict()
     if checkpoint.layout == "torchvision":
         converted = _from_torchvision(checkpoint.state)
     elif checkpoint.layout.startswith("timm"):
         converted = _from_timm(checkpoint.state, set(target))
     else:
         converted = {k: (k, v) for k, v in checkpoint.state.items()}
+    for key, (source, tensor) in converted.items():
+        if key in target and target[key].ndim == 2 and tensor.ndim == 4 and tensor.shape[2:] == (1, 1):
+            converted[key] = (source, tensor.flatten(1))
+    return converted
+
+
+def checkpoint_num_classes(model: nn.Module, checkpoint: Checkpoint) -> int | None:
+    """How many classes the checkpoint's classifier has (None: it has none)."""
+    fc = _convert(model, checkpoint).get("head.fc.weight")
+    return None if fc is None else fc[1].shape[0]
+
+
+def load_into(model: nn.Module, checkpoint: Checkpoint, *, skip_classifier: bool = False) -> None:
+    """Copy a checkpoint's tensors into `model`, or fail naming the first missing, unexpected or misshapen key.
+
+    `skip_classifier` leaves the model's final linear layer as it is (fine-tuning on other classes).
+    """
+    def wanted(key: str) -> bool:
+        return not key.endswith("num_batches_tracked") and not (skip_classifier and key.startswith("head.fc."))
+
+    target = {k: v for k, v in model.state_dict().items() if wanted(k)}
+    converted = {k: v for k, v in _convert(model, checkpoint).items() if wanted(k)}
     problems = []
     if missing := [k for k in target if k not in converted]:
         problems.append(f"missing {missing[0]} {tuple(target[missing[0]].shape)} ({len(missing)} missing)")
     if unexpected := [k for k in converted if k not in target]:
         source, tensor = converted[unexpected[0]]
         problems.append(f"unexpected {source} {tuple(tensor.shape)} ({len(unexpected)} unexpected)")
-    state = {}
-    for key, (source, tensor) in converted.items():
-        if key not in target:
-            continue
-        want = target[key].shape
-        if tensor.ndim == 4 and len(want) == 2 and tensor.shape[2:] == (1, 1):  # 1x1 conv head → Linear
-            tensor = tensor.flatten(1)
-        if tensor.shape != want:
-            problems.append(f"{source} has shape {tuple(tensor.shape)} in the file but {key} is {tuple(want)} "
-                            f"in the model")
-            break
-        state[key] = tensor
+    if misshapen := [k for k in converted if k in target and converted[k][1].shape != target[k].shape]:
+        source, tensor = converted[misshapen[0]]
+        problems.append(f"{source} has shape {tuple(tensor.shape)} in the file but {misshapen[0]} is "
+                        f"{tuple(target[misshapen[0]].shape)} in the model")
     if problems:
         raise WeightsError(f"{checkpoint.path} ({checkpoint.layout} layout) does not fit {_describe(model)}: "
                            + "; ".join(problems))
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict({k: tensor for k, (_, tensor) in converted.items()}, strict=False)

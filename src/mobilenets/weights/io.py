@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import save_file
 
+from .._atomic import atomic_path
 from ..models import MobileNet, build_model
-from .convert import _BUILD_ARGS, CONFIG_KEY, WeightsError, load_into, read_weights
+from .convert import _BUILD_ARGS, CONFIG_KEY, META_KEY, WeightsError, load_into, read_weights
 
 
-def save(model: MobileNet, path: str | Path) -> Path:
-    """Write `model` as safetensors with its config in the metadata, atomically (temp file, then rename)."""
+def save(model: MobileNet, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` as safetensors with its config (and `meta`, e.g. class names and preprocessing) in the
+    metadata, atomically: a temp file renamed into place, so a crash never leaves a half-written file."""
     path = Path(path)
     try:
         config = json.dumps(model.config)
+        meta_json = json.dumps(meta or {})
     except TypeError:
         raise ValueError(f"{path}: cannot save a model built with non-name options (pass act_layer and "
                          f"norm_layer as names, e.g. 'relu6', 'frozen_batchnorm'): {model.config}") from None
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(state, str(tmp), metadata={CONFIG_KEY: config, "format": "pt"})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={CONFIG_KEY: config, META_KEY: meta_json, "format": "pt"})
     return path
 
 

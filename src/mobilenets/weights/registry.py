@@ -20,6 +20,8 @@ import torch
 from torch.hub import download_url_to_file
 from torchvision.transforms import InterpolationMode, v2
 
+from .convert import Checkpoint, read_weights
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -223,3 +225,20 @@ def download(name: str, cache_dir: str | Path | None = None, *, progress: bool =
     filename = file if w.sha256_prefix else f"{w.name.split('/', 1)[-1]}{Path(file).suffix}"
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return fetch_verified(w.url, directory, w.sha256, w.sha256_prefix, progress, filename=filename)
+
+
+def open_weights(weights: str | Path, model: str) -> tuple[Checkpoint, dict[str, Any]]:
+    """Read weights given as a file or as a registry name (downloaded, hash-checked) for zoo model `model`.
+
+    Returns the checkpoint and the `create_model` options its architecture needs (the registry entry's, then the
+    layout's own, e.g. BN eps 1e-3 for torchvision's V3).
+    """
+    preset: dict[str, Any] = {}
+    if isinstance(weights, str) and weights in REGISTRY:
+        entry = REGISTRY[weights]
+        if entry.model != model:
+            raise ValueError(f"{weights} are weights for {entry.model}, not {model}")
+        preset = dict(entry.model_options)
+        weights = download(weights)
+    checkpoint = read_weights(weights)
+    return checkpoint, {**checkpoint.build_options, **preset}

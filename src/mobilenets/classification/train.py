@@ -1,0 +1,276 @@
+"""`mobilenets.train`: a classification run from a config to an output folder of checkpoints, metrics and plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .._atomic import write_text
+from ..models import MobileNet, build_model, create_model
+from ..plots import plot_curves
+from ..weights.convert import checkpoint_num_classes, load_into
+from ..weights.io import save
+from ..weights.registry import open_weights
+from .checkpoint import load_training_state, save_training_state
+from .config import TrainConfig, make_config
+from .data import ClassificationData, build_data
+from .distributed import Distributed, average_buffers, choose_device, init_distributed, shutdown
+from .engine import NonFiniteLossError, evaluate_loader, train_one_epoch
+
+log = logging.getLogger("mobilenets.train")
+METRICS = ("epoch", "lr", "train_loss", "val_loss", "top1", "top5", "images_per_second", "seconds")
+# options that may change between an interrupted run and its resumption without changing the result
+RESUMABLE_CHANGES = {"resume", "workers", "output", "device"}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (e.g. the loss diverged); the message says what happened and what was kept."""
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its summary (as in summary.json), the trained model, and the output folder."""
+
+    summary: dict[str, Any]
+    model: MobileNet
+    output: Path
+
+
+@dataclass
+class Run:
+    """The pieces of one run that every epoch touches."""
+
+    config: TrainConfig
+    device: torch.device
+    job: Distributed
+    out: Path
+    data: ClassificationData
+    model: MobileNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: AveragedModel | None
+
+
+def train(config: TrainConfig | None = None, *, recipe: str | Path | None = None, progress: bool = True,
+          **options: Any) -> TrainResult:
+    """Train a classifier; return its summary (also written to `<output>/summary.json`) and the model.
+
+    Give a TrainConfig, or a YAML `recipe` and/or options by name (`model=`, `epochs=`, `data=`, ...).
+    Under `torchrun`, each process trains its share of every batch; only rank 0 writes files.
+    """
+    config = config or make_config(recipe, **options)
+    device = choose_device(config.device)
+    job = init_distributed(device)
+    out = Path(config.output)
+    handler = _start_logging(out, job)
+    try:
+        return _train(config, device, job, out, progress and job.is_main)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        shutdown(job)
+
+
+def _start_logging(out: Path, job: Distributed) -> logging.Handler | None:
+    log.setLevel(logging.INFO)
+    if not log.handlers or all(isinstance(h, logging.FileHandler) for h in log.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(console)
+    if not job.is_main:
+        log.setLevel(logging.WARNING)
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler
+
+
+def _build_model(config: TrainConfig, num_classes: int) -> MobileNet:
+    """A fresh model, or one initialised from `--pretrained` (our checkpoint, torchvision/timm file, registry name)."""
+    if config.pretrained is None:
+        return create_model(config.model, width_mult=config.width, num_classes=num_classes, dropout=config.dropout)
+    checkpoint, preset = open_weights(config.pretrained, config.model)
+    width = preset.pop("width_mult", config.width)
+    model = build_model(config.model, width_mult=width, num_classes=num_classes, dropout=config.dropout, **preset)
+    pretrained_classes = checkpoint_num_classes(model, checkpoint)
+    reinit = pretrained_classes != num_classes
+    load_into(model, checkpoint, skip_classifier=reinit)
+    note = (f"; its classifier has {pretrained_classes} classes and this data {num_classes}: the classifier is "
+            f"re-initialised" if reinit else "")
+    log.info("initialised from %s (%s layout)%s", config.pretrained, checkpoint.layout, note)
+    return model
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """No weight decay on batch-norm parameters and biases (every parameter with fewer than 2 dimensions)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps,
+                                   momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Per-step learning-rate factor: linear warm-up, then cosine to zero or a step decay (`gamma` every
+    `step_epochs` epochs; with step_epochs=1 and gamma=0.98, the V2 paper's exponential decay)."""
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+    step_size = max(1, round(config.step_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        return config.gamma ** ((step - warmup) // step_size)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _loaders(config: TrainConfig, data: ClassificationData, job: Distributed, device: torch.device):
+    if config.batch_size % job.world_size:
+        raise TrainingError(f"batch size {config.batch_size} does not split over {job.world_size} processes")
+    sampler = DistributedSampler(data.train, num_replicas=job.world_size, rank=job.rank, shuffle=True,
+                                 seed=config.seed, drop_last=True)
+    per_process = config.batch_size // job.world_size
+    if len(sampler) < per_process:
+        raise TrainingError(f"{len(data.train)} training images are fewer than one batch of {config.batch_size}")
+    workers = config.workers if config.workers is not None else (0 if config.data is None else
+                                                                 min(4, os.cpu_count() or 1))
+    common = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    train = DataLoader(data.train, batch_size=per_process, sampler=sampler, drop_last=True, **common)
+    val = DataLoader(data.val, batch_size=max(per_process, 64), shuffle=False, **common)
+    return sampler, train, val
+
+
+def _write_metrics(out: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRICS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(out / "metrics.csv", buffer.getvalue())
+    plot_curves(history, out / "curves.png")
+
+
+def _meta(run: Run, history: list[dict[str, float]]) -> dict[str, Any]:
+    return {"classes": run.data.classes, "preprocess": run.data.preprocess.to_dict(),
+            "metrics": history[-1] if history else {}, "train_config": run.config.to_dict()}
+
+
+def _resume(run: Run, state_path: Path) -> tuple[int, list[dict[str, float]], dict[str, float]]:
+    state = load_training_state(state_path)
+    before = {k: v for k, v in state["train_config"].items() if k not in RESUMABLE_CHANGES}
+    now = {k: v for k, v in run.config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    if changed := sorted(k for k in now if before.get(k) != now[k]):
+        raise TrainingError(f"{state_path}: cannot resume with a different {changed[0]} "
+                            f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema_averager"])
+    log.info("resuming %s after epoch %d of %d", state_path, state["epoch"], run.config.epochs)
+    return state["epoch"], list(state["history"]), dict(state["best"])
+
+
+def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Path, progress: bool) -> TrainResult:
+    torch.manual_seed(config.seed)
+    data = build_data(config, progress)
+    log.info("data: %s", data.description)
+    for path, reason in data.skipped:
+        log.warning("skipped %s: %s", path, reason)
+    model = _build_model(config, len(data.classes)).to(device)
+    if config.freeze_backbone:
+        model.features.requires_grad_(False)
+    channels_last = config.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    sampler, train_loader, val_loader = _loaders(config, data, job, device)
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config, len(train_loader))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
+        if config.ema else None
+    run = Run(config, device, job, out, data, model, optimizer, scheduler, ema)
+    state_path = out / "last.pt"
+    start, history, best = 0, [], {"top1": -1.0, "epoch": 0}
+    if config.resume and state_path.is_file():
+        start, history, best = _resume(run, state_path)
+    elif config.resume:
+        log.info("nothing to resume in %s: starting from scratch", out)
+    if job.is_main:
+        write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    trained = DistributedDataParallel(model) if job.enabled else model
+    amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    log.info("model: %s α=%g, %d classes, %s on %s%s", config.model, config.width, len(data.classes),
+             f"{sum(p.numel() for p in model.parameters()):,} parameters", device,
+             f", {job.world_size} processes" if job.enabled else "")
+    for epoch in range(start, config.epochs):
+        sampler.set_epoch(epoch)
+        data.train.set_epoch(epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout: the same draws after a resume
+        try:
+            stats = train_one_epoch(
+                trained, train_loader, optimizer, scheduler, criterion, device, epoch=epoch, amp=amp,
+                channels_last=channels_last, clip_grad=config.clip_grad, scaler=scaler,
+                after_step=(lambda: ema.update_parameters(model)) if ema is not None else None,
+                progress=progress, description=f"epoch {epoch + 1}/{config.epochs}",
+                keep_eval=model.features if config.freeze_backbone else None)
+        except NonFiniteLossError as e:
+            kept = f"the last good checkpoint is {state_path}" if state_path.is_file() else "no checkpoint was written"
+            raise TrainingError(f"{e}; stopping ({kept})") from None
+        average_buffers(model, job)
+        if job.is_main:
+            result = evaluate_loader(ema.module if ema is not None else model, val_loader, device,
+                                     len(data.classes), channels_last=channels_last, amp=amp, progress=progress)
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": stats.loss,
+                   "val_loss": result.loss, "top1": result.top1, "top5": result.top5,
+                   "images_per_second": stats.images_per_second * job.world_size, "seconds": stats.seconds}
+            history.append(row)
+            deployed = ema.module if ema is not None else model
+            if result.top1 > best["top1"]:
+                best = {"top1": result.top1, "epoch": epoch + 1}
+                save(deployed, out / "best.safetensors", meta=_meta(run, history))
+            save_training_state(state_path, {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "history": history, "best": best,
+                "train_config": config.to_dict(), "model_config": model.config, "meta": _meta(run, history),
+                **({"model_ema": ema.module.state_dict(), "ema_averager": ema.state_dict()} if ema else {})})
+            _write_metrics(out, history)
+            log.info("epoch %d/%d  train loss %.4f  val loss %.4f  top-1 %.4f  top-5 %.4f  %.0f images/s  %.0fs",
+                     epoch + 1, config.epochs, stats.loss, result.loss, result.top1, result.top5,
+                     row["images_per_second"], stats.seconds)
+        job.barrier()
+    summary = {"model": config.model, "width": config.width, "epochs": config.epochs,
+               "best_top1": best["top1"], "best_epoch": best["epoch"],
+               "final_top1": history[-1]["top1"] if history else None,
+               "train_images": len(data.train), "val_images": len(data.val), "classes": data.classes,
+               "skipped_files": len(data.skipped), "skipped": [f"{p}: {r}" for p, r in data.skipped],
+               "seconds": round(sum(r["seconds"] for r in history), 1), "output": str(out)}
+    if job.is_main:
+        write_text(out / "summary.json", json.dumps(summary, indent=2))
+        log.info("best top-1 %.4f at epoch %d; checkpoints in %s", best["top1"], best["epoch"], out)
+    return TrainResult(summary, model, out)

@@ -1,0 +1,52 @@
+"""`mobilenets eval`: accuracy, per-class precision/recall and confusion.png of a trained classifier."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..classification.evaluate import evaluate
+from ..data.folder import DataError
+from ..weights.convert import WeightsError
+from . import CommandError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `eval`."""
+    p = subparsers.add_parser("eval", help="evaluate a trained classifier",
+                              description="Top-1, top-5, per-class precision/recall and a confusion matrix. "
+                                          "Without --data: the run's own validation split.")
+    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    p.add_argument("--data", metavar="DIR", help="ImageFolder (its val/ if present, else all of it)")
+    p.add_argument("--output", metavar="DIR", help="where confusion.png goes (default: beside the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N")
+    p.add_argument("--workers", type=int, default=2, metavar="N")
+    p.add_argument("--json", action="store_true", help="one JSON object with top1, top5, per_class, ...")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, draw confusion.png, print a report or one JSON object."""
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise CommandError(f"{checkpoint}: no such file")
+    png = Path(args.output or checkpoint.parent) / "confusion.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        report = evaluate(checkpoint, args.data, batch_size=args.batch_size, workers=args.workers,
+                          confusion_png=png, progress=not args.json)
+    except (DataError, WeightsError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['data']}: {report['images']} images, top-1 {report['top1']:.4f}, top-5 {report['top5']:.4f}, "
+          f"loss {report['loss']:.4f}")
+    width = max(len(name) for name in report["per_class"])
+    print(f"{'class'.ljust(width)}  precision  recall  support")
+    for name, row in report["per_class"].items():
+        print(f"{name.ljust(width)}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['support']:7d}")
+    if png.is_file():
+        print(f"confusion matrix: {png}")
+    return 0

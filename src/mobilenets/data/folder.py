@@ -1,0 +1,244 @@
+"""Real images in the ImageFolder layout (`root/<class>/<image>`): robust decoding, scanning and splitting.
+
+Every image mode Pillow opens becomes 8-bit RGB the way a person would see it; unreadable files are reported
+once, by name and reason, at scan time instead of crashing a training run hours in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[Path, int]
+Skipped = tuple[Path, str]
+
+_PROGRESS_MIN_FILES = 200
+_CHECK_THREADS = min(4, os.cpu_count() or 1)  # decoding releases the GIL; more threads mostly wait on the disk
+_TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+class DataError(ValueError):
+    """A dataset problem the user must fix; the one-line message names the file or folder."""
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode any image Pillow reads into 8-bit RGB, fully (so truncated files fail here); DataError if it cannot.
+
+    EXIF orientation is applied; transparency is composited onto white; 16/32-bit integer images are scaled from
+    their type's range (0..65535, or the image maximum for 32-bit values beyond it); float images are taken as
+    0..1 when their maximum is at most 1, else scaled by the maximum.
+    """
+    try:
+        return _decode_rgb(Path(path))
+    except Exception as e:  # Pillow's decoders raise many types (OSError, SyntaxError, ValueError, struct.error...)
+        raise DataError(f"{path}: {_reason(e)}") from e
+
+
+def _decode_rgb(path: Path) -> Image.Image:
+    if path.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+    with Image.open(path) as image:
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+    if image.mode in _HIGH_BIT_MODES:
+        return Image.fromarray(_to_uint8(np.asarray(image)), "L").convert("RGB")
+    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale one-channel 16-bit, 32-bit integer or float pixels to 0..255 (see `load_rgb`)."""
+    is_float = values.dtype.kind == "f"
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    peak = values.max(initial=0)
+    full_scale = (1.0 if peak <= 1 else peak) if is_float else max(peak, 65535.0)
+    return np.rint(values * (255 / full_scale)).astype(np.uint8)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image Pillow can read"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _problem(path: Path) -> str | None:
+    """Why `path` cannot be used as an image, or None if it decodes."""
+    try:
+        _decode_rgb(path)
+    except Exception as e:  # see load_rgb
+        return _reason(e)
+    return None
+
+
+def scan_image_folder(root: str | Path, *, check: bool = True) -> tuple[list[Sample], list[str], list[Skipped]]:
+    """List `root/<class>/**/<image>` as (samples, classes sorted by folder name, skipped files with reasons).
+
+    check=True decodes every file to find corrupt ones; check=False only skips empty files and names without an
+    image extension (unreadable files then fail when loaded). Hidden files and folders are ignored.
+    """
+    root = Path(root)
+    class_dirs = _class_dirs(root)
+    files = {d.name: _visible_files(d) for d in class_dirs}
+    problems = _find_problems([f for fs in files.values() for f in fs], check)
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    for label, class_dir in enumerate(class_dirs):
+        for path in files[class_dir.name]:
+            if problems[path] is None:
+                samples.append((path, label))
+            else:
+                skipped.append((path, problems[path]))
+    _require_images(root, class_dirs, samples, skipped)
+    return samples, [d.name for d in class_dirs], skipped
+
+
+def _require_folder(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise DataError(f"{path}: not a folder")
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    _require_folder(root)
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class folders (expected {root}/<class name>/<image files>)")
+    return class_dirs
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Files under `folder`, recursively and sorted, leaving out hidden files and anything in hidden folders."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _find_problems(files: list[Path], check: bool) -> dict[Path, str | None]:
+    if not check:
+        return {f: _quick_problem(f) for f in files}
+    with ThreadPoolExecutor(_CHECK_THREADS) as pool:
+        results = pool.map(_problem, files)
+        progress = tqdm(results, total=len(files), desc="checking images", unit="file",
+                        disable=len(files) <= _PROGRESS_MIN_FILES)
+        return dict(zip(files, progress, strict=True))
+
+
+def _quick_problem(path: Path) -> str | None:
+    """The checks that need no decoding: an image file extension and a non-empty file."""
+    if path.suffix.lower() not in Image.registered_extensions():
+        return "not an image file extension"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _require_images(root: Path, class_dirs: list[Path], samples: list[Sample], skipped: list[Skipped]) -> None:
+    if not samples:
+        raise DataError(f"{root}: no readable images in any class folder ({_describe_skipped(skipped)})")
+    found = {label for _, label in samples}
+    for label, class_dir in enumerate(class_dirs):
+        if label not in found:
+            inside = [s for s in skipped if s[0].is_relative_to(class_dir)]
+            raise DataError(f"{class_dir}: no readable images ({_describe_skipped(inside)})")
+
+
+def _describe_skipped(skipped: list[Skipped], shown: int = 3) -> str:
+    if not skipped:
+        return "no files"
+    listed = ", ".join(f"{path.name} [{reason}]" for path, reason in skipped[:shown])
+    more = f", and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} skipped: {listed}{more}"
+
+
+class ImageFiles(Dataset):
+    """(path, label) samples as a dataset of `(transform(RGB image), label)`; DataError names any unreadable file."""
+
+    def __init__(self, samples: Iterable[Sample], classes: list[str],
+                 transform: Callable[[Image.Image], Any] | None = None) -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, label = self.samples[index]
+        image = load_rgb(path)
+        return (self.transform(image) if self.transform else image), label
+
+
+@dataclass
+class FolderSplit:
+    """Training and validation samples resolved from a data folder, with the classes and every skipped file."""
+
+    train: list[Sample]
+    val: list[Sample]
+    classes: list[str]
+    skipped: list[Skipped]
+    layout: str  # "train/val folders" or "one folder split by --val-split"
+
+
+def resolve_image_folder(data: str | Path, val_split: float | None = None, seed: int = 0) -> FolderSplit:
+    """`data/train` + `data/val` class folders if both exist, else one folder of class folders split by `val_split`.
+
+    The split is stratified (each class split in the same proportion) and depends only on the files and `seed`.
+    A folder holding only `train/` is split as that one folder.
+    """
+    data = Path(data)
+    _require_folder(data)
+    if (data / "train").is_dir() and (data / "val").is_dir():
+        if val_split is not None:
+            log.warning("%s has train/ and val/ folders: ignoring val_split=%s", data, val_split)
+        return _train_val_folders(data)
+    if val_split is None:
+        raise DataError(f"{data}: expected train/ and val/ folders of class folders, or one folder of class "
+                        f"folders with a validation fraction (--val-split)")
+    if not 0 < val_split < 1:
+        raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {val_split}")
+    folder = data / "train" if (data / "train").is_dir() else data
+    samples, classes, skipped = scan_image_folder(folder)
+    train, val = _stratified_split(samples, val_split, seed)
+    return FolderSplit(train, val, classes, skipped, "one folder split by --val-split")
+
+
+def _train_val_folders(data: Path) -> FolderSplit:
+    train, classes, skipped_train = scan_image_folder(data / "train")
+    val, val_classes, skipped_val = scan_image_folder(data / "val")
+    if classes != val_classes:
+        only_train, only_val = sorted(set(classes) - set(val_classes)), sorted(set(val_classes) - set(classes))
+        raise DataError(f"{data}: train/ and val/ have different class folders (only in train: "
+                        f"{', '.join(only_train) or '-'}; only in val: {', '.join(only_val) or '-'})")
+    return FolderSplit(train, val, classes, skipped_train + skipped_val, "train/val folders")
+
+
+def _stratified_split(samples: list[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Per class, a seeded shuffle sends round(n * val_split) images (at least 1, and never all) to validation."""
+    by_label: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_label.setdefault(sample[1], []).append(sample)
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for label, group in sorted(by_label.items()):
+        order = np.random.default_rng((seed, label)).permutation(len(group))
+        n_val = min(max(1, round(len(group) * val_split)), len(group) - 1)
+        val += sorted(group[i] for i in order[:n_val])
+        train += sorted(group[i] for i in order[n_val:])
+    return train, val

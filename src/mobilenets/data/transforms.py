@@ -1,0 +1,120 @@
+"""Preprocessing and augmentation pipelines (torchvision transforms v2) for training and evaluation.
+
+`Preprocess` is what a trained model needs at inference and is stored in every checkpoint; `Augment` is training
+only. Augmentation defaults are mild: ImageNet's crop scale (0.08, 1) and flips destroy small data sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+from ..weights.registry import IMAGENET_MEAN, IMAGENET_STD
+
+AUTO_AUGMENT_POLICIES = ("autoaugment", "randaugment")
+INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")  # the modes torchvision supports on tensors
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Evaluation preprocessing: resize the shorter side to `resize`, centre-crop `image_size`, normalise."""
+
+    image_size: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))  # JSON gives lists
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.image_size < 1 or self.resize < self.image_size:
+            raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, "
+                             f"resize={self.resize}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean and std need 3 values each, std positive; got mean={self.mean}, std={self.std}")
+        _interpolation_mode(self.interpolation)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists), as stored in checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocess:
+        """The inverse of `to_dict`; ValueError on unknown keys."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def default_preprocess(image_size: int) -> Preprocess:
+    """ImageNet-style evaluation: resize to image_size / 0.875, centre crop, ImageNet mean and std."""
+    return Preprocess(image_size, round(image_size / 0.875), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def eval_transform(p: Preprocess) -> v2.Compose:
+    """PIL image or uint8 tensor -> normalised float tensor (3, image_size, image_size)."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(p.resize, interpolation=_interpolation_mode(p.interpolation), antialias=True),
+        v2.CenterCrop(p.image_size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(p.mean), list(p.std)),
+    ])
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation. Mild by default: crop area 35-100%, no flips (digits, text and arrows are not
+    mirror-symmetric), no colour or policy augmentation."""
+
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # random-resized-crop area range; ImageNet recipes use (0.08, 1)
+    hflip: bool = False
+    color_jitter: float = 0.0  # brightness, contrast and saturation strength; hue gets min(0.1, x / 4)
+    auto_augment: str | None = None  # "autoaugment" (ImageNet policy), "randaugment" or None
+    random_erasing: float = 0.0  # probability of erasing a random rectangle
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if self.color_jitter < 0:
+            raise ValueError(f"color_jitter must be >= 0, got {self.color_jitter}")
+        if self.auto_augment not in (None, *AUTO_AUGMENT_POLICIES):
+            raise ValueError(f"auto_augment must be one of {', '.join(AUTO_AUGMENT_POLICIES)} or None, "
+                             f"got {self.auto_augment!r}")
+        if not 0 <= self.random_erasing <= 1:
+            raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
+
+
+def train_transform(p: Preprocess, a: Augment) -> v2.Compose:
+    """Random-resized crop to image_size, then the augmentations `a` enables, then normalisation."""
+    interpolation = _interpolation_mode(p.interpolation)
+    steps: list[Any] = [
+        v2.ToImage(),
+        v2.RandomResizedCrop(p.image_size, scale=a.crop_scale, interpolation=interpolation, antialias=True),
+    ]
+    if a.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if a.color_jitter > 0:
+        x = a.color_jitter
+        steps.append(v2.ColorJitter(brightness=x, contrast=x, saturation=x, hue=min(0.1, x / 4)))
+    if a.auto_augment == "autoaugment":
+        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=interpolation))
+    elif a.auto_augment == "randaugment":
+        steps.append(v2.RandAugment(interpolation=interpolation))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(p.mean), list(p.std))]
+    if a.random_erasing > 0:
+        steps.append(v2.RandomErasing(p=a.random_erasing))
+    return v2.Compose(steps)
+
+
+def _interpolation_mode(name: str) -> InterpolationMode:
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {name!r}; expected one of {', '.join(INTERPOLATIONS)}")
+    return InterpolationMode(name)
