@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data.folder import load_rgb
+from ..data.folder import DataError, load_rgb
 from ..data.transforms import eval_transform
 from .checkpoint import load_classifier
 from .distributed import choose_device
@@ -69,8 +69,8 @@ def predict(checkpoint: str | Path, inputs: Iterable[str | Path], *, topk: int =
         results.append(prediction)
         try:
             batch.append((prediction, transform(load_rgb(path))))
-        except Exception as e:  # one unreadable image must not stop the others
-            prediction.error = f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        except DataError as e:  # one unreadable image must not stop the others
+            prediction.error = str(e)
         if len(batch) == batch_size:
             flush()
     flush()

@@ -68,6 +68,10 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
     return max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
 
+# activations that can overwrite their input: saves a tensor's worth of memory traffic per layer
+_INPLACE = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
+
+
 class ConvNormAct(ConvNormActivation):
     """torchvision's convolution → norm → activation block (children `0`, `1`, `2`), with a choice of conv layer.
 
@@ -95,8 +99,9 @@ class LayerFactory:
              dilation: int = 1, act: str | None = None) -> ConvNormAct:
         """Convolution → norm → activation (no activation when `act` is None: a linear projection)."""
         conv_layer = Conv2dSame if self.tf_padding and stride > 1 else nn.Conv2d
+        activation = None if act is None else self.activation(act)
         return ConvNormAct(
             in_channels, out_channels, kernel, stride, groups=groups, dilation=dilation,
-            norm_layer=self.norm_layer, activation_layer=None if act is None else self.activation(act),
-            conv_layer=conv_layer, inplace=None,
+            norm_layer=self.norm_layer, activation_layer=activation, conv_layer=conv_layer,
+            inplace=True if activation in _INPLACE else None,
         )
