@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mobilenets.data import Augment, Preprocess, default_preprocess, eval_transform, train_transform
-from mobilenets.weights.registry import IMAGENET_MEAN
+from mobilenets.data.transforms import IMAGENET_MEAN
 
 
 @pytest.fixture

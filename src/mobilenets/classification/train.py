@@ -51,21 +51,6 @@ class TrainResult:
     output: Path
 
 
-@dataclass
-class Run:
-    """The pieces of one run that every epoch touches."""
-
-    config: TrainConfig
-    device: torch.device
-    job: Distributed
-    out: Path
-    data: ClassificationData
-    model: MobileNet
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    ema: AveragedModel | None
-
-
 def train(config: TrainConfig | None = None, *, recipe: str | Path | None = None, progress: bool = True,
           **options: Any) -> TrainResult:
     """Train a classifier; return its summary (also written to `<output>/summary.json`) and the model.
@@ -174,24 +159,28 @@ def _write_metrics(out: Path, history: list[dict[str, float]]) -> None:
     plot_curves(history, out / "curves.png")
 
 
-def _meta(run: Run, history: list[dict[str, float]]) -> dict[str, Any]:
-    return {"classes": run.data.classes, "preprocess": run.data.preprocess.to_dict(),
-            "metrics": history[-1] if history else {}, "train_config": run.config.to_dict()}
+def _meta(config: TrainConfig, data: ClassificationData, history: list[dict[str, float]]) -> dict[str, Any]:
+    """What eval and predict need beside the weights: class names, preprocessing, the run's last metrics."""
+    return {"classes": data.classes, "preprocess": data.preprocess.to_dict(),
+            "metrics": history[-1] if history else {}, "train_config": config.to_dict()}
 
 
-def _resume(run: Run, state_path: Path) -> tuple[int, list[dict[str, float]], dict[str, float]]:
+def _resume(state_path: Path, config: TrainConfig, model: MobileNet, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LambdaLR, ema: AveragedModel | None,
+            ) -> tuple[int, list[dict[str, float]], dict[str, float]]:
+    """Restore a run from its `last.pt`; refuses when an option that changes the result differs."""
     state = load_training_state(state_path)
     before = {k: v for k, v in state["train_config"].items() if k not in RESUMABLE_CHANGES}
-    now = {k: v for k, v in run.config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
     if changed := sorted(k for k in now if before.get(k) != now[k]):
         raise TrainingError(f"{state_path}: cannot resume with a different {changed[0]} "
                             f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if run.ema is not None:
-        run.ema.load_state_dict(state["ema_averager"])
-    log.info("resuming %s after epoch %d of %d", state_path, state["epoch"], run.config.epochs)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(state["ema_averager"])
+    log.info("resuming %s after epoch %d of %d", state_path, state["epoch"], config.epochs)
     return state["epoch"], list(state["history"]), dict(state["best"])
 
 
@@ -212,11 +201,10 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
     scheduler = _scheduler(optimizer, config, len(train_loader))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
         if config.ema else None
-    run = Run(config, device, job, out, data, model, optimizer, scheduler, ema)
     state_path = out / "last.pt"
     start, history, best = 0, [], {"top1": -1.0, "epoch": 0}
     if config.resume and state_path.is_file():
-        start, history, best = _resume(run, state_path)
+        start, history, best = _resume(state_path, config, model, optimizer, scheduler, ema)
     elif config.resume:
         log.info("nothing to resume in %s: starting from scratch", out)
     if job.is_main:
@@ -253,11 +241,11 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
             deployed = ema.module if ema is not None else model
             if result.top1 > best["top1"]:
                 best = {"top1": result.top1, "epoch": epoch + 1}
-                save(deployed, out / "best.safetensors", meta=_meta(run, history))
+                save(deployed, out / "best.safetensors", meta=_meta(config, data, history))
             save_training_state(state_path, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "history": history, "best": best,
-                "train_config": config.to_dict(), "model_config": model.config, "meta": _meta(run, history),
+                "train_config": config.to_dict(), "model_config": model.config, "meta": _meta(config, data, history),
                 **({"model_ema": ema.module.state_dict(), "ema_averager": ema.state_dict()} if ema else {})})
             _write_metrics(out, history)
             log.info("epoch %d/%d  train loss %.4f  val loss %.4f  top-1 %.4f  top-5 %.4f  %.0f images/s  %.0fs",

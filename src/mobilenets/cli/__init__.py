@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..models import MobileNet, create_model, list_models
 
-COMMANDS = ("profile", "train", "evaluate", "predict")
+COMMANDS = ("profile", "train", "evaluate", "predict", "export")
 MODEL_FLAGS = ("separable", "minimal", "reduced_tail", "dilated")
 
 
@@ -71,9 +71,10 @@ def num_classes(text: str) -> int:
     return _int_at_least(0, text)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool = True) -> None:
     """NAME, --width, --num-classes and the model options, as every command that builds a network takes them."""
-    parser.add_argument("name", metavar="NAME", choices=list_models(), help=f"one of {', '.join(list_models())}")
+    parser.add_argument("name", metavar="NAME", choices=list_models(), nargs=None if name_required else "?",
+                        help=f"one of {', '.join(list_models())}")
     parser.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="width multiplier α (1.0)")
     parser.add_argument("--num-classes", type=num_classes, default=1000, metavar="K", help="classes (1000)")
     options = parser.add_argument_group("model options (only those of the chosen model are accepted)")

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from ..weights.registry import IMAGENET_MEAN, IMAGENET_STD
-
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 AUTO_AUGMENT_POLICIES = ("autoaugment", "randaugment")
 INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")  # the modes torchvision supports on tensors
 

@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import torch
 from torch.hub import download_url_to_file
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_transform
 from .convert import Checkpoint, read_weights
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
@@ -151,13 +149,7 @@ def get_published(name: str) -> PublishedWeights:
 def transforms_for(weights: PublishedWeights | str) -> v2.Compose:
     """The evaluation preprocessing the weights were published with, for PIL images or uint8 tensors."""
     w = get_published(weights) if isinstance(weights, str) else weights
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(w.resize, interpolation=InterpolationMode(w.interpolation), antialias=True),
-        v2.CenterCrop(w.crop),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(w.mean), list(w.std)),
-    ])
+    return eval_transform(Preprocess(w.crop, w.resize, w.mean, w.std, w.interpolation))
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,91 @@
+"""Export: ONNX and TorchScript outputs equal PyTorch's, batch norm folded, activations the runtime fuses."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_batchnorm
+
+import mobilenets
+from mobilenets.deploy import export, fold_batchnorm
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+MODELS = mobilenets.list_models()
+
+
+def small(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return randomize_batchnorm(mobilenets.create_model(name, width_mult=0.5, num_classes=10)).eval()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_folding_batchnorm_keeps_outputs(name):
+    model = small(name)
+    x = torch.randn(2, 3, 64, 64)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        assert (folded(x) - model(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_and_torchscript_match_pytorch_at_batch_1_and_3(tmp_path, name):
+    model = small(name)
+    onnx_path = export(model, "onnx", tmp_path / "m.onnx", resolution=96, dynamic_batch=True,
+                       metadata={"classes": [str(i) for i in range(10)]})
+    script_path = export(model, "torchscript", tmp_path / "m.pt", resolution=96)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    scripted = torch.jit.load(str(script_path))
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 96, 96)
+        with torch.no_grad():
+            expected = model(x)
+            assert (scripted(x) - expected).abs().max().item() <= 1e-4
+        actual = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(actual - expected.numpy()).max() <= 1e-4
+    assert json.loads(session.get_modelmeta().custom_metadata_map["mobilenets.classes"])[0] == "0"
+
+
+def test_onnxruntime_fuses_hard_swish_into_convolutions(tmp_path):
+    path = export(small("mobilenet_v3_large"), "onnx", tmp_path / "m.onnx", resolution=96)
+    exported = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+    assert exported["HardSwish"] > 0 and exported["HardSigmoid"] > 0  # the operators themselves, not x*relu6(x+3)/6
+    assert "BatchNormalization" not in exported
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(str(tmp_path / "optimised.onnx")).graph.node
+    fused = [a.s for n in nodes for a in n.attribute if a.name == "activation"]
+    assert b"HardSwish" in fused
+    assert not [n for n in nodes if n.op_type == "HardSwish"]  # every hard-swish rides on a convolution
+
+
+def test_pt2_export_reloads(tmp_path):
+    model = small("mobilenet_v2")
+    path = export(model, "pt2", tmp_path / "m.pt2", resolution=64, dynamic_batch=True)
+    program = torch.export.load(str(path))
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert (program.module()(x) - model(x)).abs().max().item() <= 1e-4
+
+
+def test_export_command(tmp_path):
+    out = tmp_path / "v3s.onnx"
+    done = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v3_small", "--width", "0.5",
+                           "--format", "onnx", "--resolution", "64", "--output", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and out.is_file(), done.stderr
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 64, 64]
+    both = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--checkpoint", "x",
+                           "--format", "onnx", "--output", str(out)], capture_output=True, text=True)
+    assert both.returncode == 2 and "not both" in both.stderr
