@@ -89,3 +89,34 @@ def test_export_command(tmp_path):
     both = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--checkpoint", "x",
                            "--format", "onnx", "--output", str(out)], capture_output=True, text=True)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_int8_model_agrees_with_fp32_and_reloads_the_same(tmp_path):
+    from mobilenets.data.transforms import default_preprocess
+    from mobilenets.deploy import calibration_batches, quantize
+
+    fp32 = export(small("mobilenet_v2"), "onnx", tmp_path / "fp32.onnx", resolution=64, dynamic_batch=True,
+                  metadata={"classes": [str(i) for i in range(10)]})
+    preprocess = default_preprocess(64)
+    int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, preprocess, images=64))
+    graph = onnx.load(str(int8)).graph
+    assert any(n.op_type == "DequantizeLinear" for n in graph.node)
+    first_conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[0] == graph.input[0].name)
+    assert first_conv is not None  # kept in float: it reads the image directly, no QuantizeLinear in between
+    images = np.concatenate(list(calibration_batches(None, preprocess, images=48)))
+    run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8, int8)]
+    fp32_out, int8_out, reloaded = (s.run(None, {"image": images})[0] for s in run)
+    assert np.array_equal(int8_out, reloaded)
+    assert (fp32_out.argmax(1) == int8_out.argmax(1)).mean() >= 0.9
+    assert "mobilenets.classes" in run[1].get_modelmeta().custom_metadata_map
+
+
+def test_int8_export_command(tmp_path):
+    out = tmp_path / "v2_int8.onnx"
+    done = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--width", "0.35",
+                           "--format", "onnx", "--resolution", "64", "--int8", "--output", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and out.is_file(), done.stderr
+    refused = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--format", "pt2",
+                              "--int8", "--output", str(tmp_path / "x.pt2")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--int8 needs --format onnx" in refused.stderr

@@ -13,7 +13,7 @@ from ._atomic import atomic_path
 log = logging.getLogger(__name__)
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on a file-only backend, or None (with one log line) when it is not installed."""
     try:
         import matplotlib
@@ -26,14 +26,15 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write a figure as PNG atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
 def plot_curves(history: Sequence[dict], path: str | Path) -> bool:
     """Loss (train, val) and accuracy (top-1, top-5) against epoch, side by side; False without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not history:
         return False
     epochs = [row["epoch"] for row in history]
@@ -47,14 +48,14 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> bool:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
     plt.close(fig)
     return True
 
 
 def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | Path) -> bool:
     """Row-normalised confusion matrix (true class down, predicted across) with counts; False without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return False
     counts = confusion.double()
@@ -72,6 +73,6 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
                     ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
     plt.close(fig)
     return True

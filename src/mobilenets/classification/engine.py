@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from tqdm import tqdm
+
+# a progress bar redraws 10x a second on a terminal, and writes a line every 30 s into a log file or CI output
+_REFRESH_SECONDS = 0.1 if sys.stderr.isatty() else 30.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,7 +57,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     if keep_eval is not None:
         keep_eval.eval()
     total_loss, images, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch", dynamic_ncols=True)
+    bar = tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch", dynamic_ncols=True,
+               mininterval=_REFRESH_SECONDS)
     for step, (x, y) in enumerate(bar):
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with _autocast(device, amp):
@@ -102,7 +107,8 @@ def evaluate_loader(model: nn.Module, loader: Iterable, device: torch.device, nu
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     total_loss, correct1, correct5, images = 0.0, 0, 0, 0
-    for x, y in tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch"):
+    for x, y in tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch",
+                     mininterval=_REFRESH_SECONDS):
         x, y = _to(x, device, channels_last), y.to(device)
         with _autocast(device, amp):
             logits = model(x).float()

@@ -1,0 +1,68 @@
+"""The same architecture exported from torchvision and from us, both on onnxruntime with the same settings.
+
+    python benchmarks/vs_torchvision.py [--runs 50] [--threads 2]
+
+For V2, V3-Large and V3-Small at 224 px, batch 1: onnxruntime latency of torchvision's plain ONNX export (opset
+18, dynamo exporter) against ours (`mobilenets export`: batch norm folded, native HardSwish/HardSigmoid), timed
+interleaved in one run; then our best CPU path against torchvision eager. Beside each latency: the physical
+limit, MAdds x 2 / this machine's measured matmul FLOP/s. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+import torchvision
+
+import mobilenets
+from mobilenets.deploy import export
+from mobilenets.deploy.bench import _onnx_session, matmul_flops, time_call
+
+PAIRS = {"mobilenet_v2": torchvision.models.mobilenet_v2,
+         "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
+         "mobilenet_v3_small": torchvision.models.mobilenet_v3_small}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    flops = matmul_flops()
+    x = torch.randn(1, 3, 224, 224)
+    print(f"{args.threads} threads, matmul {flops / 1e9:.1f} GFLOP/s, median of {args.rounds} interleaved rounds "
+          f"of {args.runs} runs\n")
+    print("| model | torchvision eager ms | torchvision ONNX ms | ours ONNX ms | ours / torchvision ONNX | "
+          "torchvision eager / ours | limit ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, constructor in PAIRS.items():
+            torch.manual_seed(0)
+            theirs = constructor().eval()
+            weights = Path(tmp) / f"{name}.pth"  # the same random weights in both: the same function
+            torch.save(theirs.state_dict(), weights)
+            ours = mobilenets.create_model(name, weights=weights).eval()
+            their_path = Path(tmp) / f"tv_{name}.onnx"
+            torch.onnx.export(theirs, (x,), dynamo=True, opset_version=18).save(str(their_path))
+            our_path = export(ours, "onnx", Path(tmp) / f"ours_{name}.onnx", resolution=224)
+            sessions = {"tv": _onnx_session(their_path, args.threads), "ours": _onnx_session(our_path, args.threads)}
+            feed = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
+            times: dict[str, list[float]] = {"tv": [], "ours": [], "eager": []}
+            for _ in range(args.rounds):
+                for key, session in sessions.items():
+                    times[key].append(time_call(lambda s=session, f=feed[key]: s.run(None, f), runs=args.runs)[0])
+                with torch.inference_mode():
+                    times["eager"].append(time_call(lambda m=theirs: m(x), runs=max(5, args.runs // 5))[0])
+            tv, mine, eager = (sorted(times[k])[len(times[k]) // 2] for k in ("tv", "ours", "eager"))
+            limit = 2 * mobilenets.profile(ours).madds / flops * 1e3
+            print(f"| {name} | {eager:.2f} | {tv:.2f} | {mine:.2f} | {mine / tv:.3f} | {eager / mine:.1f} | "
+                  f"{limit:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""`mobilenets bench`: CPU latency of zoo models per backend and batch, with reports and a Pareto plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ..deploy.bench import BACKENDS, benchmark, write_reports
+from ..models import list_models
+from . import CommandError, positive_int, resolution
+
+
+def _names(allowed: tuple[str, ...] | list[str], what: str):
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if unknown := [n for n in names if n not in allowed]:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0]!r}; choose from {', '.join(allowed)}")
+        return names
+    return parse
+
+
+def _batches(text: str) -> list[int]:
+    return [positive_int(n) for n in text.split(",")]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `bench`."""
+    p = subparsers.add_parser("bench", help="CPU latency per model, backend and batch",
+                              description="Median and p90 latency of each model x backend x batch (warm-up "
+                                          "excluded), beside the MAdds-bound limit of this machine; writes "
+                                          "bench.csv, bench.md and pareto.png.")
+    p.add_argument("--models", type=_names(list_models(), "model"), default=list_models(), metavar="M,M")
+    p.add_argument("--backends", type=_names(BACKENDS, "backend"), metavar="B,B",
+                   default=["eager", "channels_last", "torchscript", "onnxruntime"],
+                   help=f"any of {', '.join(BACKENDS)}")
+    p.add_argument("--batch", type=_batches, default=[1], metavar="N,N")
+    p.add_argument("--resolution", type=resolution, default=224, metavar="R")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: PyTorch's)")
+    p.add_argument("--runs", type=positive_int, default=30, metavar="N", help="timed runs per measurement")
+    p.add_argument("--output", default="bench", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, write the reports, print the table (or JSON)."""
+    try:
+        results = benchmark(args.models, args.backends, args.batch, resolution=args.resolution,
+                            threads=args.threads, runs=args.runs, progress=not args.json)
+    except ImportError as e:
+        raise CommandError(f"{e}: the onnxruntime backends need pip install 'mobilenets[deploy]'") from None
+    written = write_reports(results, Path(args.output), f"mobilenets bench, {args.resolution}px")
+    if args.json:
+        print(json.dumps({"results": [asdict(r) for r in results], "files": [str(p) for p in written]}))
+    else:
+        print((Path(args.output) / "bench.md").read_text())
+    return 0

@@ -1,0 +1,164 @@
+"""CPU latency of zoo models on the usual inference paths, measured in one run so the ratios are comparable.
+
+Each model × backend × batch is timed after a warm-up (median and 90th percentile); beside each latency, the
+physical limit: multiply-adds × 2 / the machine's measured fp32 matrix-multiply FLOP/s.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .._atomic import write_text
+from ..models import create_model
+from ..profile import profile
+from ..weights.registry import list_published
+from .export import export, fold_batchnorm
+from .quantize import calibration_batches, quantize
+
+BACKENDS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "onnxruntime-int8")
+
+
+@dataclass
+class Measurement:
+    """One model × backend × batch: latency per batch (ms) and the compute-bound floor for it."""
+
+    model: str
+    backend: str
+    batch: int
+    median_ms: float
+    p90_ms: float
+    madds: int
+    limit_ms: float
+    top1: float | None
+
+
+def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
+    """This machine's fp32 FLOP/s on a square matrix multiply with the current thread count (best of runs)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_call(fn: Callable[[], object], *, warmup: int = 5, runs: int = 30) -> tuple[float, float]:
+    """Median and 90th-percentile wall time of `fn` in ms, warm-up runs excluded."""
+    for _ in range(warmup):
+        fn()
+    times = sorted(_seconds(fn) * 1e3 for _ in range(runs))
+    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+
+
+def _onnx_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def make_runner(model: torch.nn.Module, backend: str, x: torch.Tensor, work: Path,
+                threads: int) -> Callable[[], object]:
+    """A no-argument callable that runs one inference of `model` on `x` with `backend`."""
+    if backend.startswith("onnxruntime"):
+        path = export(model, "onnx", work / "fp32.onnx", resolution=x.shape[-1], dynamic_batch=True)
+        if backend == "onnxruntime-int8":
+            from ..data.transforms import default_preprocess
+
+            path = quantize(path, work / "int8.onnx",
+                            calibration_batches(None, default_preprocess(x.shape[-1]), images=32))
+        session = _onnx_session(path, threads)
+        feed = {session.get_inputs()[0].name: x.numpy()}
+        return lambda: session.run(None, feed)
+    folded = fold_batchnorm(model)
+    if backend == "channels_last":
+        folded, x = folded.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    elif backend == "torchscript":
+        folded = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(folded)))
+    elif backend == "compile":
+        folded = torch.compile(folded)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return folded(x)
+
+    return run
+
+
+def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[int], *, resolution: int = 224,
+              threads: int | None = None, runs: int = 30, progress: bool = True) -> list[Measurement]:
+    """Time every model × backend × batch; returns the measurements (fp32 limit from a measured matmul)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    flops = matmul_flops()
+    jobs = [(m, b, n) for m in models for b in backends for n in batches]
+    if unknown := [b for b in backends if b not in BACKENDS]:
+        raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, backend, batch in tqdm(jobs, desc="benchmark", disable=not progress, unit="run"):
+            torch.manual_seed(0)
+            model = create_model(name).eval()
+            madds = profile(model, resolution).madds * batch
+            work = Path(tmp) / f"{name}-{backend}-{batch}"
+            work.mkdir()
+            x = torch.randn(batch, 3, resolution, resolution)
+            median, p90 = time_call(make_runner(model, backend, x, work, threads), runs=runs)
+            published = [w.top1 for w in list_published(name) if w.source == "torchvision"]
+            results.append(Measurement(name, backend, batch, median, p90, madds, 2 * madds / flops * 1e3,
+                                       max(published) if published else None))
+    return results
+
+
+def write_reports(results: list[Measurement], out: Path, title: str) -> list[Path]:
+    """bench.csv, bench.md and pareto.png (latency against top-1 and against MAdds) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(r) for r in results]
+    lines = [",".join(rows[0])] + [",".join(str(v) for v in row.values()) for row in rows]
+    write_text(out / "bench.csv", "\n".join(lines) + "\n")
+    md = [f"# {title}", "", "| model | backend | batch | median ms | p90 ms | limit ms | limit / median |",
+          "|---|---|---:|---:|---:|---:|---:|"]
+    md += [f"| {r.model} | {r.backend} | {r.batch} | {r.median_ms:.2f} | {r.p90_ms:.2f} | {r.limit_ms:.2f} | "
+           f"{r.limit_ms / r.median_ms:.2f} |" for r in results]
+    write_text(out / "bench.md", "\n".join(md) + "\n")
+    written = [out / "bench.csv", out / "bench.md"]
+    if _pareto(results, out / "pareto.png"):
+        written.append(out / "pareto.png")
+    return written
+
+
+def _pareto(results: list[Measurement], path: Path) -> bool:
+    from ..plots import pyplot, save_figure
+
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, (by_top1, by_madds) = plt.subplots(1, 2, figsize=(11, 4))
+    for backend in dict.fromkeys(r.backend for r in results):
+        chosen = [r for r in results if r.backend == backend and r.batch == min(x.batch for x in results)]
+        with_top1 = [r for r in chosen if r.top1 is not None]
+        by_top1.plot([r.median_ms for r in with_top1], [r.top1 for r in with_top1], "o", label=backend)
+        by_madds.plot([r.madds / 1e6 for r in chosen], [r.median_ms for r in chosen], "o", label=backend)
+    by_top1.set(xlabel="latency (ms)", ylabel="published ImageNet top-1 (%)", title="Accuracy against latency")
+    by_madds.set(xlabel="multiply-adds (M)", ylabel="latency (ms)", title="Latency against MAdds")
+    for ax in (by_top1, by_madds):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+    plt.close(fig)
+    return True

@@ -1,0 +1,166 @@
+"""int8 post-training static quantization of an exported ONNX model with onnxruntime's own tooling.
+
+Per-channel int8 weights and uint8 activations in the QDQ format, calibrated on real images. onnxruntime's
+`quant_pre_process` runs first: without it ReLU6's Clip bounds stay as separate nodes and the quantized model
+gets slower, not faster (../shared/reference/PERFORMANCE.md). Layers known to cost accuracy or speed in int8
+can be kept in float: the first convolution, the squeeze-excitation blocks and the classifier.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+
+KEEP_FLOAT = ("first_conv", "se", "classifier")
+
+
+def _consumers(graph) -> dict[str, list]:
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return users
+
+
+def float_node_names(model_path: str | Path, keep_float: Iterable[str]) -> list[str]:
+    """Names of the nodes `keep_float` asks to leave in float: 'first_conv' (the conv reading the image),
+    'se' (each squeeze-excitation: pool → conv → act → conv → gate → multiply) and 'classifier' (Gemm/MatMul)."""
+    import onnx
+
+    keep = set(keep_float)
+    if unknown := keep - set(KEEP_FLOAT):
+        raise ValueError(f"unknown layer group {sorted(unknown)[0]!r}; choose from {', '.join(KEEP_FLOAT)}")
+    graph = onnx.load(str(model_path)).graph
+    users = _consumers(graph)
+    names: list[str] = []
+    if "first_conv" in keep:
+        names += [n.name for n in users.get(graph.input[0].name, []) if n.op_type == "Conv"]
+    if "classifier" in keep:
+        names += [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    if "se" in keep:
+        for pool in (n for n in graph.node if n.op_type in ("ReduceMean", "GlobalAveragePool")):
+            chain, node = [pool], pool
+            while len(chain) <= 6 and len(users.get(node.output[0], [])) == 1:
+                node = users[node.output[0]][0]
+                chain.append(node)
+                if node.op_type == "Mul":
+                    names += [n.name for n in chain]
+                    break
+    return names
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over NCHW float32 batches, split into single images when
+    the model's batch size is fixed at 1."""
+
+    def __init__(self, input_name: str, batches: Iterable[np.ndarray], single: bool) -> None:
+        self.input_name = input_name
+        images = (image[None] for batch in batches for image in batch) if single else batches
+        self.batches: Iterator[np.ndarray] = iter(images)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+
+
+def quantize(fp32_model: str | Path, output: str | Path, calibration: Iterable[np.ndarray], *,
+             keep_float: Iterable[str] = KEEP_FLOAT, reduce_range: bool = False) -> Path:
+    """Write an int8 (QDQ) copy of `fp32_model` calibrated on `calibration` batches; returns `output`.
+
+    `reduce_range` uses 7-bit weights, which onnxruntime recommends on CPUs without VNNI where u8s8 products
+    can saturate; check accuracy either way.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    output = Path(output)
+    with tempfile.TemporaryDirectory() as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32_model), str(prepared), skip_symbolic_shape=True)
+        image_input = onnx.load(str(prepared)).graph.input[0]
+        single = image_input.type.tensor_type.shape.dim[0].dim_value == 1
+        with atomic_path(output) as tmp:
+            quantize_static(str(prepared), str(tmp), _Batches(image_input.name, calibration, single),
+                            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=float_node_names(prepared, keep_float),
+                            calibrate_method=CalibrationMethod.MinMax)
+            _copy_metadata(fp32_model, tmp)
+    return output
+
+
+def _copy_metadata(source: str | Path, target: Path) -> None:
+    """Keep the fp32 model's metadata (class names, preprocessing) in the int8 model."""
+    import onnx
+
+    model = onnx.load(str(target))
+    for prop in onnx.load(str(source)).metadata_props:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = prop.key, prop.value
+    onnx.save(model, str(target))
+
+
+def calibration_batches(source: str | Path | None, preprocess, *, images: int = 256, batch_size: int = 16,
+                        split: str = "train") -> Iterator[np.ndarray]:
+    """Preprocessed NCHW batches: from an image folder (any depth), or a split of the built-in shapes."""
+    import torch
+
+    from ..data.folder import load_rgb
+    from ..data.synthetic import SyntheticShapes
+    from ..data.transforms import eval_transform
+
+    transform = eval_transform(preprocess)
+    if source is None:
+        shapes = SyntheticShapes(split, size=preprocess.image_size, length=images)
+        items = (shapes[i][0] for i in range(len(shapes)))
+    else:
+        from PIL import Image
+
+        root = Path(source)
+        if not root.is_dir():
+            raise ValueError(f"{root}: no such folder of calibration images")
+        suffixes = Image.registered_extensions()
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)[:images]
+        if not files:
+            raise ValueError(f"{root}: no images to calibrate on")
+        items = (load_rgb(p) for p in files)
+    batch: list = []
+    for image in items:
+        batch.append(transform(image))
+        if len(batch) == batch_size:
+            yield torch.stack(batch).numpy()
+            batch = []
+    if batch:
+        yield torch.stack(batch).numpy()
+
+
+def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, labels: np.ndarray | None = None,
+            *, runs: int = 30) -> dict[str, float]:
+    """int8 against fp32 on the same images: top-1 agreement, accuracy (with labels), batch-1 latency (ms)."""
+    import onnxruntime as ort
+
+    from .bench import time_call
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_model, int8_model)]
+    names = [s.get_inputs()[0].name for s in sessions]
+    single = [s.get_inputs()[0].shape[0] == 1 for s in sessions]
+
+    def predict(i: int) -> np.ndarray:
+        if single[i]:
+            return np.concatenate([sessions[i].run(None, {names[i]: image[None]})[0] for image in images])
+        return sessions[i].run(None, {names[i]: images})[0]
+
+    fp32, int8 = predict(0).argmax(1), predict(1).argmax(1)
+    one = images[:1]
+    latency = [time_call(lambda s=s, n=n: s.run(None, {n: one}), runs=runs)[0] for s, n in zip(sessions, names,
+                                                                                                  strict=True)]
+    report = {"agreement": float((fp32 == int8).mean()), "fp32_ms": latency[0], "int8_ms": latency[1]}
+    if labels is not None:
+        report |= {"fp32_top1": float((fp32 == labels).mean()), "int8_top1": float((int8 == labels).mean())}
+    return report

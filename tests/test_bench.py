@@ -1,0 +1,36 @@
+"""`mobilenets bench`: measurements for every requested combination, reports on disk, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mobilenets.deploy.bench import benchmark, time_call, write_reports
+
+pytest.importorskip("onnxruntime")
+
+
+def test_benchmark_measures_each_combination_and_writes_reports(tmp_path):
+    results = benchmark(["mobilenet_v3_small"], ["eager", "torchscript", "onnxruntime"], [1, 2], resolution=64,
+                        runs=2, progress=False)
+    assert [(r.backend, r.batch) for r in results] == [(b, n) for b in ("eager", "torchscript", "onnxruntime")
+                                                        for n in (1, 2)]
+    assert all(0 < r.median_ms <= r.p90_ms and r.limit_ms > 0 for r in results)
+    assert results[1].madds == 2 * results[0].madds  # MAdds per batch
+    assert results[0].top1 == pytest.approx(67.668)  # torchvision's published V3-Small
+    files = write_reports(results, tmp_path, "test")
+    assert {p.name for p in files} == {"bench.csv", "bench.md", "pareto.png"}
+    assert len((tmp_path / "bench.csv").read_text().splitlines()) == 1 + len(results)
+
+
+def test_time_call_orders_median_and_p90():
+    median, p90 = time_call(lambda: sum(range(1000)), warmup=1, runs=11)
+    assert 0 < median <= p90
+
+
+def test_unknown_backend_is_refused():
+    done = subprocess.run([sys.executable, "-m", "mobilenets", "bench", "--backends", "tensorrt"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown backend 'tensorrt'" in done.stderr
