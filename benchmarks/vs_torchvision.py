@@ -19,7 +19,7 @@ import torchvision
 
 import mobilenets
 from mobilenets.deploy import export
-from mobilenets.deploy.bench import _onnx_session, matmul_flops, time_call
+from mobilenets.deploy.bench import matmul_flops, onnx_session, time_call
 
 PAIRS = {"mobilenet_v2": torchvision.models.mobilenet_v2,
          "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
@@ -50,7 +50,7 @@ def main() -> None:
             their_path = Path(tmp) / f"tv_{name}.onnx"
             torch.onnx.export(theirs, (x,), dynamo=True, opset_version=18).save(str(their_path))
             our_path = export(ours, "onnx", Path(tmp) / f"ours_{name}.onnx", resolution=224)
-            sessions = {"tv": _onnx_session(their_path, args.threads), "ours": _onnx_session(our_path, args.threads)}
+            sessions = {"tv": onnx_session(their_path, args.threads), "ours": onnx_session(our_path, args.threads)}
             feed = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
             times: dict[str, list[float]] = {"tv": [], "ours": [], "eager": []}
             for _ in range(args.rounds):

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from ..data.folder import DataError, load_rgb
+from ..data.folder import DataError, image_files, load_rgb
 from ..data.transforms import eval_transform
 from .checkpoint import load_classifier
 from .distributed import choose_device
@@ -36,8 +35,7 @@ def _expand(inputs: Iterable[str | Path]) -> list[Path]:
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            suffixes = Image.registered_extensions()
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in suffixes and not p.name.startswith("."))
+            paths += image_files(item)
         else:
             paths.append(item)
     return paths

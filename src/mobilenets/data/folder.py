@@ -130,6 +130,12 @@ def _visible_files(folder: Path) -> list[Path]:
     )
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files under `folder` by extension (any depth, sorted, hidden files and folders left out)."""
+    suffixes = Image.registered_extensions()
+    return [p for p in _visible_files(Path(folder)) if p.suffix.lower() in suffixes]
+
+
 def _find_problems(files: list[Path], check: bool) -> dict[Path, str | None]:
     if not check:
         return {f: _quick_problem(f) for f in files}

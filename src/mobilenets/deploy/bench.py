@@ -62,7 +62,8 @@ def time_call(fn: Callable[[], object], *, warmup: int = 5, runs: int = 30) -> t
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
-def _onnx_session(path: Path, threads: int):
+def onnx_session(path: Path, threads: int):
+    """An onnxruntime CPU session with every graph optimisation and `threads` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -81,7 +82,7 @@ def make_runner(model: torch.nn.Module, backend: str, x: torch.Tensor, work: Pat
 
             path = quantize(path, work / "int8.onnx",
                             calibration_batches(None, default_preprocess(x.shape[-1]), images=32))
-        session = _onnx_session(path, threads)
+        session = onnx_session(path, threads)
         feed = {session.get_inputs()[0].name: x.numpy()}
         return lambda: session.run(None, feed)
     folded = fold_batchnorm(model)

@@ -111,7 +111,7 @@ def calibration_batches(source: str | Path | None, preprocess, *, images: int = 
     """Preprocessed NCHW batches: from an image folder (any depth), or a split of the built-in shapes."""
     import torch
 
-    from ..data.folder import load_rgb
+    from ..data.folder import image_files, load_rgb
     from ..data.synthetic import SyntheticShapes
     from ..data.transforms import eval_transform
 
@@ -120,13 +120,10 @@ def calibration_batches(source: str | Path | None, preprocess, *, images: int = 
         shapes = SyntheticShapes(split, size=preprocess.image_size, length=images)
         items = (shapes[i][0] for i in range(len(shapes)))
     else:
-        from PIL import Image
-
         root = Path(source)
         if not root.is_dir():
             raise ValueError(f"{root}: no such folder of calibration images")
-        suffixes = Image.registered_extensions()
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)[:images]
+        files = image_files(root)[:images]
         if not files:
             raise ValueError(f"{root}: no images to calibrate on")
         items = (load_rgb(p) for p in files)

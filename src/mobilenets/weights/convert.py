@@ -21,7 +21,7 @@ from torch import nn
 CONFIG_KEY = "mobilenets.config"
 META_KEY = "mobilenets.meta"  # what a task stores beside the weights: class names, preprocessing, metrics
 # Build options that are not architecture flags: what `create_model` needs besides the name to rebuild a model.
-_BUILD_ARGS = ("name", "width_mult", "num_classes", "dropout")
+BUILD_ARGS = ("name", "width_mult", "num_classes", "dropout")
 
 
 _TF_PORT = re.compile(r"(^|[-_.])tf_mobilenetv3")
@@ -97,7 +97,7 @@ def read_weights(path: str | Path) -> Checkpoint:
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     if CONFIG_KEY in metadata:
         config = json.loads(metadata[CONFIG_KEY])
-        options = {k: v for k, v in config.items() if k not in _BUILD_ARGS}
+        options = {k: v for k, v in config.items() if k not in BUILD_ARGS}
         return Checkpoint(path, "mobilenets", state, options, config, json.loads(metadata.get(META_KEY, "{}")))
     if _has_key(state, r"features\.\d+\.block\."):
         return Checkpoint(path, "torchvision", state, {"bn_eps": 1e-3, "bn_momentum": 0.01})

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from .._atomic import atomic_path
 from ..models import MobileNet, build_model
-from .convert import _BUILD_ARGS, CONFIG_KEY, META_KEY, WeightsError, load_into, read_weights
+from .convert import BUILD_ARGS, CONFIG_KEY, META_KEY, WeightsError, load_into, read_weights
 
 
 def save(model: MobileNet, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
@@ -34,7 +34,7 @@ def load(path: str | Path) -> MobileNet:
     checkpoint = read_weights(path)
     if checkpoint.config is None:
         raise WeightsError(f"{path}: holds no mobilenets config; use create_model(name, weights=path)")
-    args = {k: checkpoint.config[k] for k in _BUILD_ARGS if k in checkpoint.config}
+    args = {k: checkpoint.config[k] for k in BUILD_ARGS if k in checkpoint.config}
     model = build_model(args.pop("name"), **args, **checkpoint.build_options)
     load_into(model, checkpoint)
     return model
