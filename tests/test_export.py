@@ -69,6 +69,17 @@ def test_onnxruntime_fuses_hard_swish_into_convolutions(tmp_path):
     assert not [n for n in nodes if n.op_type == "HardSwish"]  # every hard-swish rides on a convolution
 
 
+def test_global_pooling_exports_as_global_average_pool_kept_in_the_blocked_layout(tmp_path):
+    path = export(small("mobilenet_v3_small"), "onnx", tmp_path / "m.onnx", resolution=96)
+    exported = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+    assert exported["ReduceMean"] == 0 and exported["GlobalAveragePool"] == 10  # 9 squeeze-excitations + head
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    pools = [n for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node if n.op_type == "GlobalAveragePool"]
+    assert pools and all(n.domain == "com.microsoft.nchwc" for n in pools)
+
+
 def test_pt2_export_reloads(tmp_path):
     model = small("mobilenet_v2")
     path = export(model, "pt2", tmp_path / "m.pt2", resolution=64, dynamic_batch=True)

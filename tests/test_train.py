@@ -246,3 +246,15 @@ def test_two_process_training_ends_with_identical_weights(tmp_path):
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert (tmp_path / "last.pt").is_file() and not list(tmp_path.glob("*rank1*.tmp"))
+
+
+def test_int8_export_of_a_checkpoint_reports_accuracy_on_its_validation_split(finished_run, tmp_path):
+    out, result = finished_run
+    done = subprocess.run([sys.executable, "-m", "mobilenets", "export", "--checkpoint", str(out / "best.safetensors"),
+                           "--format", "onnx", "--int8", "--output", str(tmp_path / "int8.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = next(line for line in done.stdout.splitlines() if line.startswith("int8 vs fp32"))
+    assert "40 images of built-in synthetic shapes, validation split" in report
+    fp32_top1 = float(report.split("top-1 fp32 ")[1].split()[0])
+    assert abs(fp32_top1 - result.summary["best_top1"]) < 1e-3  # the exported fp32 model is the best checkpoint

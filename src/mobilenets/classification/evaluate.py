@@ -18,7 +18,7 @@ from .distributed import choose_device
 from .engine import evaluate_loader
 
 
-def _evaluation_set(classifier: Classifier, data: str | Path | None) -> tuple[Any, str]:
+def evaluation_set(classifier: Classifier, data: str | Path | None) -> tuple[Any, str]:
     """The images to evaluate on: a folder's `val/` (or the whole folder), else the run's own validation split."""
     if data is None:
         run = TrainConfig(**{k: v for k, v in classifier.meta.get("train_config", {}).items()
@@ -48,7 +48,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, *, batch_si
     `val/` subfolder if it has one, else every image in it. `confusion_png` also draws the matrix.
     """
     classifier = load_classifier(checkpoint)
-    dataset, where = _evaluation_set(classifier, data)
+    dataset, where = evaluation_set(classifier, data)
     torch_device = choose_device(device)
     loader = DataLoader(Transformed(dataset, eval_transform(classifier.preprocess)), batch_size=batch_size,
                         num_workers=workers)

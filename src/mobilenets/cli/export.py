@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..classification.checkpoint import load_classifier
-from ..data.transforms import default_preprocess
+from ..classification.evaluate import evaluation_set
+from ..data.folder import DataError
+from ..data.transforms import default_preprocess, eval_transform
 from ..deploy import FORMATS, calibration_batches, export, quantize
 from ..deploy.quantize import compare
 from ..weights.convert import WeightsError
@@ -31,6 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size at run time (else batch 1)")
     p.add_argument("--int8", action="store_true", help="onnx only: int8 static quantization (onnxruntime)")
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: built-in shapes)")
+    p.add_argument("--val", metavar="DIR", help="--int8: labelled images (class folders) for the int8-vs-fp32 "
+                                                  "report (default: the checkpoint's validation split)")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="--int8: 7-bit weights (onnxruntime's advice for CPUs without VNNI; check accuracy)")
     p.add_argument("--output", required=True, metavar="PATH")
     p.set_defaults(run=run)
 
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 and args.format != "onnx":
         raise CommandError("--int8 needs --format onnx")
     metadata = {}
-    preprocess = None
+    preprocess = classifier = None
     if args.checkpoint is not None:
         try:
             classifier = load_classifier(args.checkpoint)
@@ -63,21 +69,39 @@ def run(args: argparse.Namespace) -> int:
             if preprocess is None or preprocess.image_size != size:
                 preprocess = default_preprocess(size)
             try:
-                path = quantize(fp32, output, calibration_batches(args.calibration, preprocess))
-            except ValueError as e:
+                path = quantize(fp32, output, calibration_batches(args.calibration, preprocess),
+                                reduce_range=args.reduce_range)
+                _report_int8(fp32, path, preprocess, classifier, args.val)
+            except (ValueError, DataError) as e:
                 raise CommandError(str(e)) from None
-            _report_int8(fp32, path, preprocess)
     print(f"wrote {path} ({args.format}{', int8' if args.int8 else ''}, {size}x{size}, "
           f"{'dynamic batch' if args.dynamic_batch else 'batch 1'})")
     return 0
 
 
-def _report_int8(fp32: Path, int8: Path, preprocess) -> None:
-    """Agreement and latency of int8 against fp32 on held-out built-in shapes; says so when int8 is slower."""
-    images = np.concatenate(list(calibration_batches(None, preprocess, images=64, split="val")))
-    report = compare(fp32, int8, images)
-    print(f"int8 vs fp32: top-1 agreement {report['agreement']:.3f}, batch-1 latency {report['int8_ms']:.2f} ms "
-          f"vs {report['fp32_ms']:.2f} ms")
+def _report_images(preprocess, classifier, val: str | None, limit: int = 500
+                   ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Images (and labels, for a trained checkpoint) to compare int8 with fp32 on: the checkpoint's validation
+    split or `val`; for a zoo model with random weights, unlabelled built-in shapes."""
+    if classifier is None:
+        images = np.concatenate(list(calibration_batches(None, preprocess, images=64, split="val")))
+        return images, None, "64 built-in validation images (no labels for random weights)"
+    dataset, where = evaluation_set(classifier, val)
+    transform = eval_transform(preprocess)
+    picks = range(min(limit, len(dataset)))
+    items = [dataset[i] for i in picks]
+    images = np.stack([transform(image).numpy() for image, _ in items])
+    return images, np.array([label for _, label in items]), f"{len(items)} images of {where}"
+
+
+def _report_int8(fp32: Path, int8: Path, preprocess, classifier, val: str | None) -> None:
+    """Top-1 agreement, accuracy (with labels) and latency of int8 against fp32; says so when int8 is slower."""
+    images, labels, where = _report_images(preprocess, classifier, val)
+    report = compare(fp32, int8, images, labels)
+    accuracy = (f", top-1 fp32 {report['fp32_top1']:.4f} int8 {report['int8_top1']:.4f}" if labels is not None
+                else "")
+    print(f"int8 vs fp32 on {where}: top-1 agreement {report['agreement']:.4f}{accuracy}; batch-1 latency "
+          f"{report['int8_ms']:.2f} ms vs {report['fp32_ms']:.2f} ms")
     if report["int8_ms"] >= report["fp32_ms"]:
         print(f"warning: on this CPU the int8 model is not faster than fp32 ({report['int8_ms']:.2f} ms vs "
               f"{report['fp32_ms']:.2f} ms; no fast int8 kernels here): prefer the fp32 export", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 ONNX: opset 18 (HardSwish needs >= 14, HardSigmoid >= 6; 18 is the newest onnxruntime >= 1.16 runs fully
 optimised). hard-swish and hard-sigmoid are exported as ONNX's own HardSwish/HardSigmoid operators, which
-onnxruntime fuses into the preceding convolution. The preprocessing the model expects is written into the
-model's metadata (`mobilenets.preprocess`), beside its class names.
+onnxruntime fuses into the preceding convolution. Global average pooling is written as GlobalAveragePool, not
+the exporter's ReduceMean over height and width: the same maths, but onnxruntime keeps GlobalAveragePool in its
+blocked NCHWc layout (about half of MobileNetV3's layout reorders go) and quantizes it. The preprocessing the
+model expects is written into the model's metadata (`mobilenets.preprocess`), beside its class names.
 """
 
 from __future__ import annotations
@@ -46,11 +48,36 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bo
                                 output_names=["logits"], dynamic_shapes=dynamic_shapes, optimize=True,
                                 verbose=False)
     proto = program.model_proto
+    _global_average_pools(proto)
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
+
+
+def _global_average_pools(proto) -> None:
+    """Rewrite every ReduceMean over both spatial axes of a 4-D tensor (keepdims) as GlobalAveragePool, in place."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    typed = [*onnx.shape_inference.infer_shapes(proto).graph.value_info, *graph.input]
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in typed}
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for position, node in enumerate(graph.node):
+        keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        if node.op_type != "ReduceMean" or len(node.input) != 2 or not keepdims or ranks.get(node.input[0]) != 4:
+            continue
+        axes = constants.get(node.input[1])
+        if axes is not None and sorted(int(a) % 4 for a in axes.ravel()) == [2, 3]:
+            graph.node.remove(node)
+            graph.node.insert(position, onnx.helper.make_node("GlobalAveragePool", [node.input[0]],
+                                                              list(node.output), name=node.name))
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
 
 
 def export(model: nn.Module, format: str, output: str | Path, *, resolution: int = 224, dynamic_batch: bool = False,
