@@ -32,8 +32,10 @@ def save_figure(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
-def plot_curves(history: Sequence[dict], path: str | Path) -> bool:
-    """Loss (train, val) and accuracy (top-1, top-5) against epoch, side by side; False without matplotlib."""
+def plot_curves(history: Sequence[dict], path: str | Path, *, scores: Sequence[str] = ("top1", "top5"),
+                score_label: str = "validation accuracy") -> bool:
+    """Loss (train, val) and validation scores (e.g. top-1 and top-5, or AP50 and AP) against epoch, side by
+    side; False without matplotlib."""
     plt = pyplot()
     if plt is None or not history:
         return False
@@ -42,9 +44,9 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> bool:
     loss_ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in history], marker="o", label="validation")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
-    acc_ax.plot(epochs, [r["top1"] for r in history], marker="o", label="top-1")
-    acc_ax.plot(epochs, [r["top5"] for r in history], marker="o", label="top-5")
-    acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="Accuracy", ylim=(0, 1))
+    for score in scores:
+        acc_ax.plot(epochs, [r[score] for r in history], marker="o", label=score)
+    acc_ax.set(xlabel="epoch", ylabel=score_label, title=score_label.capitalize(), ylim=(0, 1))
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()

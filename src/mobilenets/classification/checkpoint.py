@@ -11,34 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .._atomic import atomic_path
 from ..data.transforms import Preprocess
 from ..models import MobileNet, build_model
+from ..runs import load_training_state
 from ..weights.convert import Checkpoint, load_into, read_torch_state, read_weights
 
-STATE_FORMAT = "mobilenets.classification.train-state"
-
-
-def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    """Write the training state atomically: a kill at any moment leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": STATE_FORMAT, **state}, tmp)
-
-
-def load_training_state(path: Path) -> dict[str, Any]:
-    """Read `last.pt` safely (weights_only) and check it is a training state of ours."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable training checkpoint ({str(e).splitlines()[0]})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path}: not a mobilenets training checkpoint")
-    return state
-
+TASK = "classification"
 
 @dataclass
 class Classifier:
@@ -54,7 +32,7 @@ def load_classifier(path: str | Path) -> Classifier:
     """Load `best.safetensors` / any model saved with class metadata, or a run's `last.pt`, in eval mode."""
     path = Path(path)
     if path.suffix == ".pt" and path.is_file():
-        state = load_training_state(path)
+        state = load_training_state(path, TASK)
         config, meta = dict(state["model_config"]), state["meta"]
         checkpoint = Checkpoint(path, "mobilenets", read_torch_state(path), config=config, meta=meta)
     else:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..models import list_models
+from ..recipes import ConfigError, make_options, options_dict, range_problems
+
+__all__ = ["AUTO_AUGMENT", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig", "make_config"]
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 SCHEDULES = ("cosine", "step")
@@ -60,97 +60,29 @@ class TrainConfig:
     channels_last: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["crop_scale"] = list(self.crop_scale)
-        return out
+        return options_dict(self)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_OPTIONAL_FLOATS = {"dropout", "val_split", "clip_grad"}
-_OPTIONAL_INTS = {"workers"}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Give a recipe or command-line value the field's type, or fail naming the option."""
-    if value is None:
-        return None
-    default = TrainConfig.__dataclass_fields__[name].default
-    try:
-        if name in _OPTIONAL_FLOATS or isinstance(default, float):
-            return float(value)
-        if name in _OPTIONAL_INTS:
-            return int(value)
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if name == "crop_scale":
-            low, high = (float(v) for v in value)
-            return low, high
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: invalid value {value!r}") from None
-    return str(value)
-
-
-class ConfigError(ValueError):
-    """An invalid option or recipe; the message is one line and names the option or file."""
-
-
-def _check(config: TrainConfig) -> TrainConfig:
+def _problems(config: TrainConfig) -> list[str]:
     problems = []
     if config.model not in list_models():
         problems.append(f"model: unknown {config.model!r}; choose from {', '.join(list_models())}")
-    positive = {"width": config.width, "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-                "image_size": config.image_size}
-    problems += [f"{k}: must be > 0, got {v}" for k, v in positive.items() if not v > 0]
     if config.image_size < 32:
         problems.append(f"image_size: must be >= 32, got {config.image_size}")
-    if config.optimizer not in OPTIMIZERS:
-        problems.append(f"optimizer: {config.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    if config.schedule not in SCHEDULES:
-        problems.append(f"schedule: {config.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    if config.auto_augment is not None and config.auto_augment not in AUTO_AUGMENT:
-        problems.append(f"auto_augment: {config.auto_augment!r} is not one of {', '.join(AUTO_AUGMENT)}")
+    problems += range_problems(
+        positive={"width": config.width, "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr},
+        nonnegative={"warmup_epochs": config.warmup_epochs, "weight_decay": config.weight_decay,
+                     "label_smoothing": config.label_smoothing, "workers": config.workers or 0,
+                     "color_jitter": config.color_jitter, "random_erasing": config.random_erasing},
+        choices={"optimizer": (config.optimizer, OPTIMIZERS), "schedule": (config.schedule, SCHEDULES),
+                 "auto_augment": (config.auto_augment, AUTO_AUGMENT)})
     if config.val_split is not None and not 0 < config.val_split < 1:
         problems.append(f"val_split: must be between 0 and 1, got {config.val_split}")
-    nonnegative = {"warmup_epochs": config.warmup_epochs, "weight_decay": config.weight_decay,
-                   "label_smoothing": config.label_smoothing, "workers": config.workers or 0,
-                   "color_jitter": config.color_jitter, "random_erasing": config.random_erasing}
-    problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if v < 0]
     if config.data is not None and not Path(config.data).is_dir():
         problems.append(f"data: {config.data}: no such folder")
-    if problems:
-        raise ConfigError(problems[0])
-    return config
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe: a mapping of TrainConfig fields (dashes or underscores)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of options, got {type(raw).__name__}")
-    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
-    if unknown := sorted(set(values) - set(FIELDS)):
-        raise ConfigError(f"{path}: unknown option {unknown[0]!r}")
-    return values
+    return problems
 
 
 def make_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked."""
-    values = load_recipe(recipe) if recipe else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if unknown := sorted(set(values) - set(FIELDS)):
-        raise ConfigError(f"unknown option {unknown[0]!r}")
-    return _check(TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}))
+    return make_options(TrainConfig, _problems, recipe, **overrides)

@@ -19,14 +19,25 @@ from ..data.transforms import Augment, Preprocess, default_preprocess, eval_tran
 from .config import TrainConfig
 
 
+class ImageOnly:
+    """Turns an image transform into an (image, label) -> (transformed image, label) transform."""
+
+    def __init__(self, transform: Callable[[Any], torch.Tensor]) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any, label: int) -> tuple[torch.Tensor, int]:
+        return self.transform(image), label
+
+
 class EpochSeeded(Dataset):
-    """Applies a random transform with a seed fixed by (run seed, epoch, index).
+    """Applies a random transform to each (image, target) item with a seed fixed by (run seed, epoch, index).
 
     Each sample's augmentation is then the same whatever the worker count or process, so a resumed run, a
-    run with more workers and an uninterrupted run see identical images.
+    run with more workers and an uninterrupted run see identical images. `transform(image, target)` returns the
+    transformed pair (wrap an image-only transform in `ImageOnly`).
     """
 
-    def __init__(self, base: Dataset, transform: Callable[[Any], torch.Tensor], seed: int) -> None:
+    def __init__(self, base: Dataset, transform: Callable[[Any, Any], tuple[Any, Any]], seed: int) -> None:
         self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -35,25 +46,24 @@ class EpochSeeded(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.base[index]
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        item = self.base[index]
         # the CPU generator only: torch.manual_seed also reseeds every accelerator, 100x slower per call
         torch.default_generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-        return self.transform(image), label
+        return self.transform(*item)
 
 
 class Transformed(Dataset):
-    """A dataset of (image, label) with a deterministic transform applied to each image."""
+    """A dataset of (image, target) items with a deterministic `transform(image, target)` applied to each."""
 
-    def __init__(self, base: Dataset, transform: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(self, base: Dataset, transform: Callable[[Any, Any], tuple[Any, Any]]) -> None:
         self.base, self.transform = base, transform
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.base[index]
-        return self.transform(image), label
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.transform(*self.base[index])
 
 
 class InMemoryImages(Dataset):
@@ -114,6 +124,6 @@ def build_data(config: TrainConfig, progress: bool = True) -> ClassificationData
         preprocess = default_preprocess(config.image_size)
         description = (f"{config.data} ({split.layout}: {len(split.train)} train / {len(split.val)} val images, "
                        f"{len(classes)} classes, {len(skipped)} files skipped)")
-    train = EpochSeeded(train_base, train_transform(preprocess, augment_of(config)), config.seed)
-    val = Transformed(val_base, eval_transform(preprocess))
+    train = EpochSeeded(train_base, ImageOnly(train_transform(preprocess, augment_of(config))), config.seed)
+    val = Transformed(val_base, ImageOnly(eval_transform(preprocess)))
     return ClassificationData(train, val, classes, preprocess, description, skipped)

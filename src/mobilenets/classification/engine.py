@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 # a progress bar redraws 10x a second on a terminal, and writes a line every 30 s into a log file or CI output
-_REFRESH_SECONDS = 0.1 if sys.stderr.isatty() else 30.0
+REFRESH_SECONDS = 0.1 if sys.stderr.isatty() else 30.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -58,11 +58,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         keep_eval.eval()
     total_loss, images, start = 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch", dynamic_ncols=True,
-               mininterval=_REFRESH_SECONDS)
+               mininterval=REFRESH_SECONDS)
     for step, (x, y) in enumerate(bar):
-        x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
+        x = _to(x, device, channels_last)
+        y = y.to(device, non_blocking=True) if isinstance(y, torch.Tensor) else y  # detection: a list of targets
         with _autocast(device, amp):
             loss = criterion(model(x), y)
+            loss = loss["loss"] if isinstance(loss, dict) else loss
         if not math.isfinite(loss.item()):
             raise NonFiniteLossError(f"epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
@@ -81,8 +83,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         scheduler.step()
         if after_step is not None:
             after_step()
-        total_loss += loss.item() * len(y)
-        images += len(y)
+        total_loss += loss.item() * len(x)
+        images += len(x)
         bar.set_postfix(loss=f"{total_loss / images:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     return EpochStats(total_loss / max(images, 1), images, time.perf_counter() - start)
 
@@ -108,7 +110,7 @@ def evaluate_loader(model: nn.Module, loader: Iterable, device: torch.device, nu
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     total_loss, correct1, correct5, images = 0.0, 0, 0, 0
     for x, y in tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch",
-                     mininterval=_REFRESH_SECONDS):
+                     mininterval=REFRESH_SECONDS):
         x, y = _to(x, device, channels_last), y.to(device)
         with _autocast(device, amp):
             logits = model(x).float()

@@ -13,7 +13,7 @@ from ..data.transforms import eval_transform
 from ..plots import plot_confusion
 from .checkpoint import Classifier, load_classifier
 from .config import TrainConfig
-from .data import Transformed
+from .data import ImageOnly, Transformed
 from .distributed import choose_device
 from .engine import evaluate_loader
 
@@ -50,7 +50,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, *, batch_si
     classifier = load_classifier(checkpoint)
     dataset, where = evaluation_set(classifier, data)
     torch_device = choose_device(device)
-    loader = DataLoader(Transformed(dataset, eval_transform(classifier.preprocess)), batch_size=batch_size,
+    loader = DataLoader(Transformed(dataset, ImageOnly(eval_transform(classifier.preprocess))), batch_size=batch_size,
                         num_workers=workers)
     result = evaluate_loader(classifier.model.to(torch_device), loader, torch_device, len(classifier.classes),
                              progress=progress)

@@ -30,7 +30,7 @@ class Prediction:
                                                    for c, p in zip(self.classes, self.probabilities, strict=True)]}
 
 
-def _expand(inputs: Iterable[str | Path]) -> list[Path]:
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files as given; folders replaced by the image files below them, sorted."""
     paths: list[Path] = []
     for item in map(Path, inputs):
@@ -62,7 +62,7 @@ def predict(checkpoint: str | Path, inputs: Iterable[str | Path], *, topk: int =
                 prediction.probabilities = top.values.tolist()
             batch.clear()
 
-    for path in _expand(inputs):
+    for path in expand_inputs(inputs):
         prediction = Prediction(str(path))
         results.append(prediction)
         try:

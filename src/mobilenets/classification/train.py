@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +18,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .._atomic import write_text
 from ..models import MobileNet, build_model, create_model
-from ..plots import plot_curves
+from ..runs import (
+    ResumeError,
+    make_optimizer,
+    make_scheduler,
+    restore_run,
+    save_training_state,
+    start_logging,
+    write_metrics,
+)
 from ..weights.convert import checkpoint_num_classes, load_into
 from ..weights.io import save
 from ..weights.registry import open_weights
-from .checkpoint import load_training_state, save_training_state
+from .checkpoint import TASK
 from .config import TrainConfig, make_config
 from .data import ClassificationData, build_data
 from .distributed import Distributed, average_buffers, choose_device, init_distributed, shutdown
@@ -62,7 +66,7 @@ def train(config: TrainConfig | None = None, *, recipe: str | Path | None = None
     device = choose_device(config.device)
     job = init_distributed(device)
     out = Path(config.output)
-    handler = _start_logging(out, job)
+    handler = start_logging(log, out, job.is_main)
     try:
         return _train(config, device, job, out, progress and job.is_main)
     finally:
@@ -70,22 +74,6 @@ def train(config: TrainConfig | None = None, *, recipe: str | Path | None = None
             log.removeHandler(handler)
             handler.close()
         shutdown(job)
-
-
-def _start_logging(out: Path, job: Distributed) -> logging.Handler | None:
-    log.setLevel(logging.INFO)
-    if not log.handlers or all(isinstance(h, logging.FileHandler) for h in log.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(console)
-    if not job.is_main:
-        log.setLevel(logging.WARNING)
-        return None
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    return handler
 
 
 def _build_model(config: TrainConfig, num_classes: int) -> MobileNet:
@@ -104,36 +92,6 @@ def _build_model(config: TrainConfig, num_classes: int) -> MobileNet:
     return model
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """No weight decay on batch-norm parameters and biases (every parameter with fewer than 2 dimensions)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps,
-                                   momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """Per-step learning-rate factor: linear warm-up, then cosine to zero or a step decay (`gamma` every
-    `step_epochs` epochs; with step_epochs=1 and gamma=0.98, the V2 paper's exponential decay)."""
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    total = config.epochs * steps_per_epoch
-    step_size = max(1, round(config.step_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if config.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-        return config.gamma ** ((step - warmup) // step_size)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _loaders(config: TrainConfig, data: ClassificationData, job: Distributed, device: torch.device):
     if config.batch_size % job.world_size:
         raise TrainingError(f"batch size {config.batch_size} does not split over {job.world_size} processes")
@@ -150,15 +108,6 @@ def _loaders(config: TrainConfig, data: ClassificationData, job: Distributed, de
     return sampler, train, val
 
 
-def _write_metrics(out: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRICS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(out / "metrics.csv", buffer.getvalue())
-    plot_curves(history, out / "curves.png")
-
-
 def _meta(config: TrainConfig, data: ClassificationData, history: list[dict[str, float]]) -> dict[str, Any]:
     """What eval and predict need beside the weights: class names, preprocessing, the run's last metrics."""
     return {"classes": data.classes, "preprocess": data.preprocess.to_dict(),
@@ -169,15 +118,10 @@ def _resume(state_path: Path, config: TrainConfig, model: MobileNet, optimizer: 
             scheduler: torch.optim.lr_scheduler.LambdaLR, ema: AveragedModel | None,
             ) -> tuple[int, list[dict[str, float]], dict[str, float]]:
     """Restore a run from its `last.pt`; refuses when an option that changes the result differs."""
-    state = load_training_state(state_path)
-    before = {k: v for k, v in state["train_config"].items() if k not in RESUMABLE_CHANGES}
-    now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
-    if changed := sorted(k for k in now if before.get(k) != now[k]):
-        raise TrainingError(f"{state_path}: cannot resume with a different {changed[0]} "
-                            f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    try:
+        state = restore_run(state_path, TASK, config, RESUMABLE_CHANGES, model, optimizer, scheduler)
+    except ResumeError as e:
+        raise TrainingError(str(e)) from None
     if ema is not None:
         ema.load_state_dict(state["ema_averager"])
     log.info("resuming %s after epoch %d of %d", state_path, state["epoch"], config.epochs)
@@ -197,8 +141,8 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     sampler, train_loader, val_loader = _loaders(config, data, job, device)
-    optimizer = _optimizer(model, config)
-    scheduler = _scheduler(optimizer, config, len(train_loader))
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, len(train_loader))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
         if config.ema else None
     state_path = out / "last.pt"
@@ -242,12 +186,12 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
             if result.top1 > best["top1"]:
                 best = {"top1": result.top1, "epoch": epoch + 1}
                 save(deployed, out / "best.safetensors", meta=_meta(config, data, history))
-            save_training_state(state_path, {
+            save_training_state(state_path, TASK, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "history": history, "best": best,
                 "train_config": config.to_dict(), "model_config": model.config, "meta": _meta(config, data, history),
                 **({"model_ema": ema.module.state_dict(), "ema_averager": ema.state_dict()} if ema else {})})
-            _write_metrics(out, history)
+            write_metrics(out, history, METRICS, ("top1", "top5"), "validation accuracy")
             log.info("epoch %d/%d  train loss %.4f  val loss %.4f  top-1 %.4f  top-5 %.4f  %.0f images/s  %.0fs",
                      epoch + 1, config.epochs, stats.loss, result.loss, result.top1, result.top5,
                      row["images_per_second"], stats.seconds)

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..models import MobileNet, create_model, list_models
 
-COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench")
+COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect")
 MODEL_FLAGS = ("separable", "minimal", "reduced_tail", "dilated")
 
 

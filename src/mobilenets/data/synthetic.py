@@ -19,10 +19,10 @@ from torch.utils.data import Dataset
 SHAPE_CLASSES = (
     "circle", "ring", "triangle", "square", "star", "plus", "crescent", "stripes", "checkerboard", "dots",
 )
-_SPLIT_IDS = {"train": 0, "val": 1}
+SPLIT_IDS = {"train": 0, "val": 1}
 _DEFAULT_LENGTHS = {"train": 10_000, "val": 2_000}
-_SUPERSAMPLE = 2  # draw at 2x and box-downsample: cheap antialiasing
-_MIN_COLOUR_DISTANCE = 160  # Euclidean RGB distance between object and background (the maximum is 441)
+SUPERSAMPLE = 2  # draw at 2x and box-downsample: cheap antialiasing
+MIN_COLOUR_DISTANCE = 160  # Euclidean RGB distance between object and background (the maximum is 441)
 _MIN_LUMA_DIFFERENCE = 60  # brightness contrast: shapes must show in luminance, not only in hue
 _MAX_NOISE_SIGMA = 0.05 * 255
 
@@ -34,8 +34,8 @@ class SyntheticShapes(Dataset):
     """
 
     def __init__(self, split: str = "train", *, size: int = 64, length: int | None = None, seed: int = 0) -> None:
-        if split not in _SPLIT_IDS:
-            raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}")
+        if split not in SPLIT_IDS:
+            raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
         if size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {size}")
         self.split = split
@@ -51,7 +51,7 @@ class SyntheticShapes(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} images")
         label = index % len(SHAPE_CLASSES)
-        stream = np.random.SeedSequence((self.seed, _SPLIT_IDS[self.split], index))  # default_rng's seeding
+        stream = np.random.SeedSequence((self.seed, SPLIT_IDS[self.split], index))  # default_rng's seeding
         draws = random.Random(stream.generate_state(1, np.uint64)[0].item())
         return _draw_image(draws, label, self.size), label
 
@@ -61,19 +61,19 @@ def _draw_image(draws: random.Random, label: int, size: int) -> Image.Image:
 
     Scalars come from `random.Random`, not numpy: numpy's per-call overhead would double the cost of an image.
     """
-    canvas_size = size * _SUPERSAMPLE
-    background = _random_colour(draws)
+    canvas_size = size * SUPERSAMPLE
+    background = random_colour(draws)
     canvas = Image.new("RGB", (canvas_size, canvas_size), background)
     radius = draws.uniform(0.2, 0.40) * canvas_size  # object diameter: 40-80% of the side
     _draw_clutter(ImageDraw.Draw(canvas), draws, canvas_size, radius)
     mask = Image.new("L", (canvas_size, canvas_size), 0)
-    _SHAPES[label](ImageDraw.Draw(mask), draws, _placement(draws, canvas_size, radius))
-    image = canvas.reduce(_SUPERSAMPLE)
-    image.paste(_contrasting_colour(draws, background), mask=mask.reduce(_SUPERSAMPLE))
-    return _add_noise(draws, image)
+    SHAPE_DRAWERS[label](ImageDraw.Draw(mask), draws, _placement(draws, canvas_size, radius))
+    image = canvas.reduce(SUPERSAMPLE)
+    image.paste(contrasting_colour(draws, background), mask=mask.reduce(SUPERSAMPLE))
+    return add_noise(draws, image)
 
 
-def _random_colour(draws: random.Random) -> tuple[int, int, int]:
+def random_colour(draws: random.Random) -> tuple[int, int, int]:
     return draws.randrange(256), draws.randrange(256), draws.randrange(256)
 
 
@@ -81,11 +81,11 @@ def _luma(colour: tuple[int, int, int]) -> float:
     return 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
 
 
-def _contrasting_colour(draws: random.Random, background: tuple[int, int, int]) -> tuple[int, int, int]:
+def contrasting_colour(draws: random.Random, background: tuple[int, int, int]) -> tuple[int, int, int]:
     """A random colour far enough from the background, in colour and in brightness, to stay visible under noise."""
     while True:
-        colour = _random_colour(draws)
-        if (math.dist(colour, background) >= _MIN_COLOUR_DISTANCE
+        colour = random_colour(draws)
+        if (math.dist(colour, background) >= MIN_COLOUR_DISTANCE
                 and abs(_luma(colour) - _luma(background)) >= _MIN_LUMA_DIFFERENCE):
             return colour
 
@@ -96,11 +96,11 @@ def _draw_clutter(draw: ImageDraw.ImageDraw, draws: random.Random, canvas_size: 
         x, y = draws.uniform(0, canvas_size), draws.uniform(0, canvas_size)
         length, angle = draws.uniform(0.4, 1.2) * radius, draws.uniform(0, 2 * math.pi)
         end = (x + length * math.cos(angle), y + length * math.sin(angle))
-        draw.line([(x, y), end], fill=_random_colour(draws), width=_SUPERSAMPLE)
+        draw.line([(x, y), end], fill=random_colour(draws), width=SUPERSAMPLE)
     for _ in range(draws.randrange(0, 3)):
         x, y = draws.uniform(0, canvas_size), draws.uniform(0, canvas_size)
         rx, ry = draws.uniform(0.08, 0.22) * radius, draws.uniform(0.08, 0.22) * radius
-        draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=_random_colour(draws))
+        draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=random_colour(draws))
 
 
 Place = Callable[[np.ndarray], np.ndarray]
@@ -140,7 +140,7 @@ def _grid_cells(n: int) -> np.ndarray:
                      for i in range(n) for j in range(n) if (i + j) % 2 == 0])
 
 
-_DISK = _regular(48)
+DISK = _regular(48)
 _DOT = _regular(16)
 _SQUARE = _regular(4, 0.95, math.pi / 4)
 _STAR_POINTS = np.arange(10) % 2 == 0
@@ -150,12 +150,12 @@ _DOT_SITES = np.vstack([[(0.0, 0.0)], _regular(6, 0.65)])
 
 
 def _draw_circle(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) -> None:
-    _fill(draw, place(_DISK))
+    _fill(draw, place(DISK))
 
 
 def _draw_ring(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) -> None:
-    _fill(draw, place(_DISK))
-    _fill(draw, place(_DISK * draws.uniform(0.5, 0.72)), 0)
+    _fill(draw, place(DISK))
+    _fill(draw, place(DISK * draws.uniform(0.5, 0.72)), 0)
 
 
 def _draw_triangle(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) -> None:
@@ -180,8 +180,8 @@ def _draw_plus(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) ->
 
 
 def _draw_crescent(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) -> None:
-    _fill(draw, place(_DISK))
-    _fill(draw, place(_DISK * draws.uniform(0.75, 0.9) + (draws.uniform(0.35, 0.55), 0.0)), 0)
+    _fill(draw, place(DISK))
+    _fill(draw, place(DISK * draws.uniform(0.75, 0.9) + (draws.uniform(0.35, 0.55), 0.0)), 0)
 
 
 def _draw_stripes(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) -> None:
@@ -200,7 +200,7 @@ def _draw_dots(draw: ImageDraw.ImageDraw, draws: random.Random, place: Place) ->
     _fill(draw, place(_DOT * draws.uniform(0.15, 0.2) + (sites + jitter)[:, None, :]))
 
 
-_SHAPES = (
+SHAPE_DRAWERS = (
     _draw_circle, _draw_ring, _draw_triangle, _draw_square, _draw_star, _draw_plus, _draw_crescent, _draw_stripes,
     _draw_checkerboard, _draw_dots,
 )
@@ -212,7 +212,7 @@ def _gaussian_table(log2_length: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(1 << log2_length, dtype=np.float32)
 
 
-def _add_noise(draws: random.Random, image: Image.Image) -> Image.Image:
+def add_noise(draws: random.Random, image: Image.Image) -> Image.Image:
     """Gaussian pixel noise with a random sigma: a window of the fixed table at a random offset."""
     pixels = np.asarray(image, dtype=np.float32)
     table = _gaussian_table(max(20, (2 * pixels.size).bit_length()))

@@ -40,12 +40,13 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def _onnx(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, meta: dict[str, Any]) -> None:
+def _onnx(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, meta: dict[str, Any],
+          output_names: list[str]) -> None:
     import onnx
 
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
     program = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET, input_names=["image"],
-                                output_names=["logits"], dynamic_shapes=dynamic_shapes, optimize=True,
+                                output_names=output_names, dynamic_shapes=dynamic_shapes, optimize=True,
                                 verbose=False)
     proto = program.model_proto
     _global_average_pools(proto)
@@ -81,10 +82,11 @@ def _global_average_pools(proto) -> None:
 
 
 def export(model: nn.Module, format: str, output: str | Path, *, resolution: int = 224, dynamic_batch: bool = False,
-           metadata: dict[str, Any] | None = None) -> Path:
+           metadata: dict[str, Any] | None = None, output_names: list[str] | None = None) -> Path:
     """Write `model` (BN folded, eval mode) as `format` ('onnx', 'torchscript', 'pt2') to `output`.
 
-    `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files.
+    `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files;
+    `output_names` name the ONNX outputs (default: one output, `logits`).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
@@ -95,7 +97,7 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
     meta = {f"mobilenets.{k}": json.dumps(v) for k, v in (metadata or {}).items()}
     with torch.no_grad():
         if format == "onnx":
-            _onnx(folded, example, output, dynamic_batch, meta)
+            _onnx(folded, example, output, dynamic_batch, meta, output_names or ["logits"])
         elif format == "torchscript":
             scripted = torch.jit.freeze(torch.jit.script(folded))
             with atomic_path(output) as tmp:

@@ -29,6 +29,8 @@ class MobileNet(nn.Module):
     width, known before any forward pass; `features_at` returns those maps for detection/segmentation.
     """
 
+    __jit_unused_properties__ = ["num_classes"]  # noqa: RUF012 (TorchScript reads it from the class)
+
     def __init__(self, features: nn.Sequential, head: ClassifierHead, feature_info: list[FeatureInfo],
                  config: dict[str, Any] | None = None) -> None:
         super().__init__()

@@ -223,13 +223,17 @@ def checkpoint_num_classes(model: nn.Module, checkpoint: Checkpoint) -> int | No
     return None if fc is None else fc[1].shape[0]
 
 
-def load_into(model: nn.Module, checkpoint: Checkpoint, *, skip_classifier: bool = False) -> None:
+def load_into(model: nn.Module, checkpoint: Checkpoint, *, skip_classifier: bool = False,
+              features_only: bool = False) -> None:
     """Copy a checkpoint's tensors into `model`, or fail naming the first missing, unexpected or misshapen key.
 
-    `skip_classifier` leaves the model's final linear layer as it is (fine-tuning on other classes).
+    `skip_classifier` leaves the model's final linear layer as it is (fine-tuning on other classes);
+    `features_only` copies only the feature extractor (`features.*`: a detector's backbone).
     """
     def wanted(key: str) -> bool:
-        return not key.endswith("num_batches_tracked") and not (skip_classifier and key.startswith("head.fc."))
+        if key.endswith("num_batches_tracked") or (features_only and not key.startswith("features.")):
+            return False
+        return not (skip_classifier and key.startswith("head.fc."))
 
     target = {k: v for k, v in model.state_dict().items() if wanted(k)}
     converted = {k: v for k, v in _convert(model, checkpoint).items() if wanted(k)}

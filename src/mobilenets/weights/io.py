@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
+from torch import nn
 
 from .._atomic import atomic_path
 from ..models import MobileNet, build_model
 from .convert import BUILD_ARGS, CONFIG_KEY, META_KEY, WeightsError, load_into, read_weights
 
 
-def save(model: MobileNet, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
-    """Write `model` as safetensors with its config (and `meta`, e.g. class names and preprocessing) in the
-    metadata, atomically: a temp file renamed into place, so a crash never leaves a half-written file."""
+def save(model: nn.Module, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` (a MobileNet or a detector: anything with a `config` dict) as safetensors with its config
+    (and `meta`, e.g. class names and preprocessing) in the metadata, atomically: a temp file renamed into place,
+    so a crash never leaves a half-written file."""
     path = Path(path)
     try:
         config = json.dumps(model.config)

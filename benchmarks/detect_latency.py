@@ -1,0 +1,131 @@
+"""End-to-end CPU latency of CenterNet detectors at 512x512, beside torchvision's SSDlite320 and the seed's 600 ms.
+
+    python benchmarks/detect_latency.py [--runs 30] [--threads 2] [--size 512]
+
+Per image (a 640x480 photo-sized input, batch 1): letterbox + normalise, the network, decoding (3x3 max-pool peaks,
+top-100, boxes mapped back to the 640x480 image). CenterNet on onnxruntime (our export: batch norm folded) and in
+eager PyTorch; torchvision's SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing
+(random weights: no downloads here; its NMS then sees more candidate boxes than a trained model's, so its
+post-processing time is an upper bound). Also: parameters, MAdds, and training images/s of the default
+`mobilenets detect train` recipe. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image
+
+from mobilenets.deploy import export
+from mobilenets.deploy.bench import onnx_session, time_call
+from mobilenets.detection import create_detector, decode
+from mobilenets.detection.config import DetectConfig
+from mobilenets.detection.engine import CenterNetCriterion
+from mobilenets.detection.synthetic import SyntheticDetection
+from mobilenets.detection.transforms import boxes_to_original, collate, eval_transform, train_transform
+from mobilenets.profile import profile
+
+SEED_MS = 600  # the seed document's CenterNet-MobileNetV2 on a CPU
+BACKBONES = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
+
+
+def _pipeline(run_network, transform, image: Image.Image):
+    """preprocess → network → decode → boxes in original pixels, as one call."""
+    def detect():
+        x, target = transform(image, {"boxes": torch.zeros(0, 4)})
+        outputs = run_network(x[None])
+        found = decode(*outputs, k=100)[0]
+        return boxes_to_original(found.boxes, target["letterbox"]), found.scores, found.labels
+    return detect
+
+
+def end_to_end_ms(model: torch.nn.Module, size: int, threads: int, work: Path, runs: int = 30,
+                  network_only: bool = False) -> float:
+    """Median ms of letterbox + onnxruntime network + decode for one 640x480 image (or the network alone)."""
+    path = export(model, "onnx", work / "detector.onnx", resolution=size, output_names=["heatmap", "size", "offset"])
+    session = onnx_session(path, threads)
+    if network_only:
+        zeros = torch.zeros(1, 3, size, size).numpy()
+        return time_call(lambda: session.run(None, {"image": zeros}), runs=runs)[0]
+
+    def network(x: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.from_numpy(o) for o in session.run(None, {"image": x.numpy()})]
+
+    image = Image.new("RGB", (640, 480), (90, 120, 150))
+    with torch.no_grad():
+        return time_call(_pipeline(network, eval_transform(size), image), runs=runs)[0]
+
+
+def centernet_rows(size: int, runs: int, threads: int, work: Path) -> list[str]:
+    image = Image.new("RGB", (640, 480), (90, 120, 150))
+    rows = []
+    for backbone in BACKBONES:
+        model = create_detector(backbone=backbone, width_mult=1.0, num_classes=80).eval()
+        cost = profile(model, size)
+        onnx_ms = end_to_end_ms(model, size, threads, work, runs)
+        network_ms = end_to_end_ms(model, size, threads, work, runs, network_only=True)
+        with torch.no_grad():
+            eager_ms = time_call(_pipeline(model, eval_transform(size), image), runs=max(5, runs // 3))[0]
+        rows.append(f"| CenterNet {backbone} 1.0 | {size} | {cost.params / 1e6:.2f}M | {cost.madds / 1e9:.2f}G | "
+                    f"{onnx_ms:.1f} (network {network_ms:.1f}) | {eager_ms:.1f} | {SEED_MS / onnx_ms:.1f}x |")
+    return rows
+
+
+def ssdlite_row(runs: int) -> str:
+    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    image = torch.rand(3, 480, 640)
+    with torch.no_grad():
+        ms = time_call(lambda: model([image]), runs=max(5, runs // 3))[0]
+    params = sum(p.numel() for p in model.parameters())
+    return f"| torchvision SSDlite320-MobileNetV3-Large (eager, its post-processing) | 320 | {params / 1e6:.2f}M | " \
+           f"– | – | {ms:.1f} | {SEED_MS / ms:.1f}x |"
+
+
+def training_images_per_second(steps: int = 6) -> str:
+    """Images/s of the default detection recipe's training step (data drawing and augmentation included)."""
+    config = DetectConfig()
+    model = create_detector(backbone=config.backbone, width_mult=config.width, num_classes=6).train()
+    model = model.to(memory_format=torch.channels_last)
+    data = SyntheticDetection("train", size=config.image_size, length=config.batch_size * (steps + 1))
+    augment = train_transform(config.image_size)
+    criterion = CenterNetCriterion(6)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(batch: int) -> None:
+        items = [augment(*data[batch * config.batch_size + i]) for i in range(config.batch_size)]
+        x, targets = collate(items)
+        loss = criterion(model(x.contiguous(memory_format=torch.channels_last)), targets)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step(steps)  # warm-up
+    seconds = [time_call(lambda b=b: step(b), warmup=0, runs=1)[0] / 1e3 for b in range(steps)]
+    return (f"training ({config.backbone} {config.width}, {config.image_size} px, batch {config.batch_size}, "
+            f"AdamW, channels_last): {config.batch_size * steps / sum(seconds):.1f} images/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{args.threads} threads, torch {torch.__version__}; end-to-end ms per 640x480 image, median of "
+          f"{args.runs}\n")
+    print("| detector | input | params | MAdds | onnxruntime ms (network alone) | eager ms | vs seed 600 ms |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for row in centernet_rows(args.size, args.runs, args.threads, Path(work)):
+            print(row, flush=True)
+    print(ssdlite_row(args.runs))
+    print("\n" + training_images_per_second())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""`mobilenets detect train|eval|predict|export`: CenterNet detection with the classification commands' conventions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..data.folder import DataError
+from ..detection.checkpoint import load_detector
+from ..detection.config import OPTIMIZERS, SCHEDULES
+from ..detection.inference import evaluate_checkpoint, predict_images
+from ..detection.train import DetectTrainingError, train_detector
+from ..models import list_models
+from ..recipes import ConfigError
+from ..weights.convert import WeightsError
+from . import CommandError, RunFailed, num_classes, positive_float, positive_int
+
+OVERFIT_EPOCHS = 300  # --overfit without --epochs: a cap; the run stops as soon as the check passes
+DATA_ERRORS = (DataError, WeightsError, FileNotFoundError, ValueError)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `detect` and its four commands."""
+    p = subparsers.add_parser("detect", help="CenterNet object detection: train, eval, predict, export",
+                              description="CenterNet (objects as points) on any zoo backbone.")
+    commands = p.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_train(commands)
+    _add_eval(commands)
+    _add_predict(commands)
+    _add_export(commands)
+
+
+def _add_data_arguments(p: argparse.ArgumentParser, *, train: bool) -> None:
+    p.add_argument("--data", metavar="DIR", help="COCO layout (annotations/instances_{train,val}*.json beside "
+                                                 "{train,val}*/) or export layout "
+                                                 "({train,valid}/_annotations.coco.json)")
+    if train:
+        p.add_argument("--train-json", metavar="FILE")
+        p.add_argument("--train-images", metavar="DIR")
+    p.add_argument("--val-json", metavar="FILE")
+    p.add_argument("--val-images", metavar="DIR")
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train a detector (default: on the built-in synthetic set)",
+                            description="Train a CenterNet. With no options: the built-in synthetic detection set "
+                                        "and a fast recipe (under 10 minutes on 2 CPU cores; a smoke test).")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML recipe; options given here win")
+    p.add_argument("--backbone", choices=list_models())
+    p.add_argument("--width", type=positive_float, metavar="W", help="backbone width multiplier")
+    p.add_argument("--neck-channels", type=positive_int, metavar="N")
+    p.add_argument("--head-channels", type=positive_int, metavar="N")
+    _add_data_arguments(p, train=True)
+    p.add_argument("--image-size", type=positive_int, metavar="N", help="square network input (letterboxed)")
+    p.add_argument("--epochs", type=positive_int, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, metavar="N")
+    p.add_argument("--lr", type=positive_float, metavar="X")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--warmup-epochs", type=float, metavar="N")
+    p.add_argument("--weight-decay", type=float, metavar="X")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (turn off for text, digits, arrows)")
+    p.add_argument("--pretrained", metavar="SOURCE", help="backbone from our classification checkpoint, a "
+                                                          "torchvision/timm file, or a published-weights name")
+    p.add_argument("--overfit", type=positive_int, metavar="N",
+                   help="sanity check: train on N training images until the loss falls tenfold and AP50 is 1.0")
+    p.add_argument("--workers", type=num_classes, metavar="N", help="data-loading processes")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--output", metavar="DIR", help="where checkpoints, metrics and plots go (runs/detect)")
+    p.add_argument("--resume", action="store_true", default=None, help="continue from OUTPUT/last.pt")
+    p.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    options = {k: v for k, v in vars(args).items() if k not in ("config", "run")}
+    if args.overfit and args.epochs is None:
+        options["epochs"] = OVERFIT_EPOCHS
+    try:
+        train_detector(recipe=args.config, **options)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+    except DetectTrainingError as e:
+        raise RunFailed(str(e)) from None
+    except DATA_ERRORS as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("eval", help="COCO AP of a trained detector",
+                            description="AP, AP50, AP75, AP small/medium/large with pycocotools. Without data "
+                                        "options: the run's own validation split.")
+    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    _add_data_arguments(p, train=False)
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    p.add_argument("--json", action="store_true", help="one JSON object with map, map50, map75, ...")
+    p.add_argument("--save-results", metavar="FILE", help="write the detections in COCO result format")
+    p.set_defaults(run=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if (args.val_json is None) != (args.val_images is None):
+        raise CommandError("--val-json and --val-images go together")
+    if args.data is not None and args.val_json is not None:
+        raise CommandError("give either --data or --val-json/--val-images, not both")
+    try:
+        result, where = evaluate_checkpoint(args.checkpoint, data=args.data, val_json=args.val_json,
+                                            val_images=args.val_images, batch_size=args.batch_size,
+                                            progress=not args.json)
+    except (ConfigError, *DATA_ERRORS) as e:
+        raise CommandError(str(e)) from None
+    if args.save_results:
+        from .._atomic import write_text
+
+        write_text(args.save_results, json.dumps(result.results))
+    if args.json:
+        print(json.dumps(result.metrics))
+        return 0
+    print(f"{args.checkpoint} on {where}:")
+    for name, value in result.metrics.items():
+        print(f"  {name:<11s} {value:.4f}")
+    return 0
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("predict", help="detect objects in images; draw them and write COCO-format JSON",
+                            description="Writes OUTPUT/<image>.png with boxes, class names and scores drawn, and "
+                                        "OUTPUT/detections.json in COCO result format. An unreadable image gets a "
+                                        "one-line error and exit status 1; the others are still predicted.")
+    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--threshold", type=float, default=0.3, metavar="S", help="lowest score kept (0.3)")
+    p.add_argument("--output", default="runs/detect-predict", metavar="DIR")
+    p.set_defaults(run=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .._atomic import write_text
+
+    try:
+        results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
+    except (WeightsError, ValueError, FileNotFoundError) as e:
+        raise CommandError(str(e)) from None
+    write_text(Path(args.output) / "detections.json", json.dumps(coco))
+    failed = 0
+    for result in results:
+        if result.error is not None:
+            failed += 1
+            print(f"mobilenets: error: {result.error}", file=sys.stderr)
+        else:
+            found = ", ".join(f"{c} {s:.2f}" for c, s in zip(result.classes, result.scores, strict=True))
+            print(f"{result.path}: {len(result.scores)} objects{': ' + found if found else ''}")
+    print(f"drawn images and detections.json in {args.output}")
+    return 1 if failed else 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("export", help="export a trained detector to ONNX (decoding: mobilenets.detection.decode)",
+                            description="ONNX with batch norm folded; outputs heatmap (logits), size and offset at "
+                                        "stride 4. Decode them with mobilenets.detection.decode and map the boxes "
+                                        "back with boxes_to_original (the letterbox in the metadata).")
+    p.add_argument("--checkpoint", required=True, metavar="C")
+    p.add_argument("--output", required=True, metavar="PATH")
+    p.add_argument("--dynamic-batch", action="store_true")
+    p.set_defaults(run=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..detection.export import export_detector
+
+    try:
+        detector = load_detector(args.checkpoint)
+    except (WeightsError, ValueError, FileNotFoundError) as e:
+        raise CommandError(str(e)) from None
+    path = export_detector(detector, args.output, dynamic_batch=args.dynamic_batch)
+    print(f"wrote {path} (onnx, {detector.image_size}x{detector.image_size}, outputs heatmap, size, offset)")
+    return 0

@@ -1,0 +1,56 @@
+"""COCO box AP with pycocotools, quietly, and the conversion of decoded detections to COCO results."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from .decode import Detections
+
+# COCOeval.stats positions of the numbers reported (AR@100 is over all areas)
+METRICS = {"map": 0, "map50": 1, "map75": 2, "map_small": 3, "map_medium": 4, "map_large": 5, "mar100": 8}
+
+
+def _complete(ground_truth: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a COCO-format dict with the annotation fields COCOeval needs (`id`, `iscrowd`, `area`) filled in."""
+    annotations = []
+    for i, ann in enumerate(ground_truth.get("annotations", [])):
+        ann = {"id": i + 1, "iscrowd": 0, **ann}
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+        annotations.append(ann)
+    return {"info": {}, **ground_truth, "annotations": annotations}  # pycocotools 2.0.7's loadRes needs "info"
+
+
+def coco_evaluate(ground_truth: dict[str, Any], detections: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """COCO box metrics (`map`, `map50`, `map75`, `map_small/medium/large`, `mar100`) of COCO-result
+    `detections` against a COCO-format `ground_truth`; all zeros without detections. An area range with no
+    ground truth scores -1, as in pycocotools."""
+    if not detections:
+        return dict.fromkeys(METRICS, 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = _complete(ground_truth)
+        truth.createIndex()
+        evaluation = COCOeval(truth, truth.loadRes([dict(d) for d in detections]), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {name: float(evaluation.stats[i]) for name, i in METRICS.items()}
+
+
+def to_coco_results(detections_per_image: Sequence[Detections], image_ids: Sequence[int],
+                    category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """COCO result dicts from per-image detections (xyxy boxes already in original-image pixels, labels 0..K-1),
+    mapping label i to the dataset's `category_ids[i]`."""
+    results = []
+    for detections, image_id in zip(detections_per_image, image_ids, strict=True):
+        for (x1, y1, x2, y2), score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
+                                                  detections.labels.tolist(), strict=True):
+            results.append({"image_id": int(image_id), "category_id": int(category_ids[label]),
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    return results

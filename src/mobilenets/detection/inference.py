@@ -1,0 +1,110 @@
+"""A trained detector on data: COCO evaluation of a checkpoint, and predictions on image files (drawn and JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision.utils import draw_bounding_boxes
+
+from ..classification.data import Transformed
+from ..classification.distributed import choose_device
+from ..classification.predict import expand_inputs
+from ..data.folder import DataError, load_rgb
+from .checkpoint import Detector, load_detector
+from .config import DetectConfig, make_detect_config
+from .data import evaluation_sets
+from .decode import Detections, decode
+from .engine import DetectionEval, evaluate_detector
+from .evaluate import to_coco_results
+from .transforms import boxes_to_original, collate, eval_transform
+
+
+def _evaluation_config(detector: Detector, data: str | None, val_json: str | None,
+                       val_images: str | None) -> DetectConfig:
+    """The run's own data options, or the folder / COCO files given (val only is enough)."""
+    run = {k: v for k, v in detector.meta.get("train_config", {}).items() if k in DetectConfig.__dataclass_fields__}
+    run |= {"image_size": detector.image_size, "overfit": 0, "pretrained": None, "resume": False}
+    if data is not None or val_json is not None:
+        run |= dict.fromkeys(("data", "train_json", "train_images", "val_json", "val_images"))
+        if data is not None:
+            run["data"] = data
+        else:  # the evaluation needs only the validation files; the train pair is a formality of the config
+            run |= {"train_json": val_json, "train_images": val_images, "val_json": val_json, "val_images": val_images}
+    return make_detect_config(**run)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, val_json: str | None = None,
+                        val_images: str | None = None, batch_size: int = 32, workers: int = 0,
+                        device: str = "auto", progress: bool = True) -> tuple[DetectionEval, str]:
+    """COCO AP of a detector checkpoint on its run's validation split, a `--data` folder, or COCO val files;
+    returns the evaluation (metrics, loss, COCO results in original-image pixels) and what was evaluated."""
+    detector = load_detector(checkpoint)
+    config = _evaluation_config(detector, data, val_json, val_images)
+    _, val, classes, category_ids, truth, description = evaluation_sets(config)
+    if classes != detector.classes:
+        raise DataError(f"{description}: its classes ({', '.join(classes)}) are not the detector's "
+                        f"({', '.join(detector.classes)})")
+    loader = DataLoader(Transformed(val, eval_transform(detector.image_size)), batch_size=batch_size,
+                        num_workers=workers, collate_fn=collate)
+    torch_device = choose_device(device)
+    result = evaluate_detector(detector.model.to(torch_device), loader, torch_device, truth, category_ids,
+                               progress=progress)
+    return result, f"{description}, validation split ({len(val)} images)"
+
+
+@dataclass
+class ImageDetections:
+    """One image's detections in original-image pixels, or the one-line reason it could not be read."""
+
+    path: str
+    boxes: list[list[float]] = field(default_factory=list)  # xyxy
+    scores: list[float] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@torch.no_grad()
+def predict_images(checkpoint: str | Path, inputs: list[str | Path], *, threshold: float = 0.3,
+                   draw_to: str | Path | None = None, device: str = "auto") -> tuple[list[ImageDetections],
+                                                                                      list[dict[str, Any]]]:
+    """Detect objects in image files (or folders of them); returns per-image results and the same detections
+    in COCO result format (`image_id` = position in the input list + 1, `file_name` added). With `draw_to`,
+    each image is written there as PNG with its boxes, class names and scores drawn."""
+    detector = load_detector(checkpoint)
+    torch_device = choose_device(device)
+    model = detector.model.to(torch_device)
+    transform = eval_transform(detector.image_size)
+    results, coco = [], []
+    for image_id, path in enumerate(expand_inputs(inputs), start=1):
+        try:
+            image = load_rgb(path)
+        except DataError as e:  # one unreadable image must not stop the others
+            results.append(ImageDetections(str(path), error=str(e)))
+            continue
+        x, target = transform(image, {"boxes": torch.zeros(0, 4)})
+        found = decode(*(o.cpu() for o in model(x[None].to(torch_device))), threshold=threshold)[0]
+        boxes = boxes_to_original(found.boxes, target["letterbox"])
+        names = [detector.classes[i] for i in found.labels.tolist()]
+        results.append(ImageDetections(str(path), boxes.tolist(), found.scores.tolist(), names))
+        for record in to_coco_results([Detections(boxes, found.scores, found.labels)], [image_id],
+                                      detector.category_ids):
+            coco.append({**record, "file_name": str(path)})
+        if draw_to is not None:
+            _draw(image, boxes, names, found.scores.tolist(), Path(draw_to) / f"{Path(path).stem}.png")
+    return results, coco
+
+
+def _draw(image, boxes: torch.Tensor, names: list[str], scores: list[float], path: Path) -> None:
+    from torchvision.transforms.v2 import functional as F
+
+    from .._atomic import atomic_path
+
+    labels = [f"{name} {score:.2f}" for name, score in zip(names, scores, strict=True)]
+    drawn = draw_bounding_boxes(F.pil_to_tensor(image), boxes, labels, colors="red", width=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        F.to_pil_image(drawn).save(tmp, format="PNG")

@@ -1,0 +1,91 @@
+"""Run options as a dataclass, settable from a YAML recipe and overridden by the command line.
+
+Shared by classification and detection: each declares a config dataclass and a check; `make_options` fills it
+from defaults < recipe < overrides, giving every value its field's type or failing with a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+Options = TypeVar("Options")
+
+
+class ConfigError(ValueError):
+    """An invalid option or recipe; the message is one line and names the option or file."""
+
+
+def _coerce(field: dataclasses.Field, value: Any) -> Any:
+    """Give a recipe or command-line value the field's declared type, or fail naming the option."""
+    if value is None:
+        return None
+    kind = str(field.type).replace(" | None", "")
+    try:
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "tuple[float, float]":
+            low, high = (float(v) for v in value)
+            return low, high
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field.name}: invalid value {value!r}") from None
+    return str(value)
+
+
+def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
+                   choices: dict[str, tuple[Any, Sequence[str]]]) -> list[str]:
+    """One line per option out of range: not > 0, negative, or not one of its allowed values."""
+    problems = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if not v > 0]
+    problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if v < 0]
+    return problems + [f"{k}: {v!r} is not one of {', '.join(allowed)}" for k, (v, allowed) in choices.items()
+                       if v is not None and v not in allowed]
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """The options as plain YAML/JSON values (tuples become lists), as written to a run's config.yaml."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}
+
+
+def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
+    """Read a YAML recipe: a mapping of `kind`'s fields (dashes or underscores)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of options, got {type(raw).__name__}")
+    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    if unknown := sorted(set(values) - {f.name for f in dataclasses.fields(kind)}):
+        raise ConfigError(f"{path}: unknown option {unknown[0]!r}")
+    return values
+
+
+def make_options(kind: type[Options], check: Callable[[Options], list[str]], recipe: str | Path | None = None,
+                 **overrides: Any) -> Options:
+    """Defaults, then the recipe's values, then `overrides` (None values are ignored); `check` lists problems."""
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    values = load_recipe(recipe, kind) if recipe else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if unknown := sorted(set(values) - set(fields)):
+        raise ConfigError(f"unknown option {unknown[0]!r}")
+    options = kind(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    if problems := check(options):
+        raise ConfigError(problems[0])
+    return options
