@@ -27,7 +27,7 @@ class DetectConfig:
     train_images: str | None = None
     val_json: str | None = None
     val_images: str | None = None
-    synthetic_train_size: int = 5000
+    synthetic_train_size: int = 4000
     synthetic_val_size: int = 500
     image_size: int = 160
     epochs: int = 3
