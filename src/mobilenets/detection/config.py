@@ -52,7 +52,6 @@ class DetectConfig:
     output: str = "runs/detect"
     resume: bool = False
     device: str = "auto"
-    amp: bool = True  # CUDA only
     channels_last: bool = True
 
     def to_dict(self) -> dict[str, Any]:
