@@ -145,6 +145,7 @@ def _predict(args: argparse.Namespace) -> int:
         results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
     except (WeightsError, ValueError, FileNotFoundError) as e:
         raise CommandError(str(e)) from None
+    Path(args.output).mkdir(parents=True, exist_ok=True)  # even when no image could be read and drawn
     write_text(Path(args.output) / "detections.json", json.dumps(coco))
     failed = 0
     for result in results:
