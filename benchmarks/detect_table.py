@@ -31,18 +31,20 @@ def main() -> None:
     print("| backbone | width | input | AP50 | AP | params | MAdds | train s | ms at input | ms at 512 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
+        trained = []
         for spec in args.backbones.split(","):
             backbone, width = spec.split(":")
             for size in map(int, args.sizes.split(",")):
                 run = train_detector(output=f"{work}/{backbone}-{width}-{size}", backbone=backbone,
                                      width=float(width), image_size=size, progress=False)
-                model = run.model.eval()
-                cost = profile(model, size)
-                latency = [end_to_end_ms(model, s, args.threads, Path(work)) for s in (size, 512)]
-                print(f"| {backbone} | {width} | {size} | {run.summary['map50']:.3f} | {run.summary['map']:.3f} | "
-                      f"{cost.params / 1e6:.2f}M | {cost.madds / 1e6:.0f}M | {run.summary['seconds']:.0f} | "
-                      f"{latency[0]:.1f} | {latency[1]:.1f} |", flush=True)
-
+                trained.append((backbone, width, size, run))
+        for backbone, width, size, run in trained:  # timed after all training, so no run slows another's timing
+            model = run.model.eval()
+            cost = profile(model, size)
+            latency = [end_to_end_ms(model, s, args.threads, Path(work)) for s in (size, 512)]
+            print(f"| {backbone} | {width} | {size} | {run.summary['map50']:.3f} | {run.summary['map']:.3f} | "
+                  f"{cost.params / 1e6:.2f}M | {cost.madds / 1e6:.0f}M | {run.summary['seconds']:.0f} | "
+                  f"{latency[0]:.1f} | {latency[1]:.1f} |", flush=True)
 
 if __name__ == "__main__":
     main()

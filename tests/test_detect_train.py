@@ -145,7 +145,7 @@ def test_predict_on_only_missing_images_reports_each_and_exits_1(finished_run, t
 def test_overfit_check_passes_on_a_handful_of_images(tmp_path):
     data = _plain_boxes_dataset(tmp_path / "data")
     done = _cli("train", "--overfit", "2", "--data", str(data), "--backbone", "mobilenet_v3_small", "--width", "0.5",
-                "--image-size", "96", "--lr", "0.003", "--warmup-epochs", "0", "--output", str(tmp_path / "o"))
+                "--image-size", "96", "--lr", "0.01", "--warmup-epochs", "0", "--output", str(tmp_path / "o"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "overfit check passed" in done.stderr
     epochs = len((tmp_path / "o" / "metrics.csv").read_text().splitlines()) - 1

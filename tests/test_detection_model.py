@@ -25,6 +25,8 @@ from mobilenets.detection import (
     gaussian_radius,
     to_coco_results,
 )
+from mobilenets.detection.decode import local_maxima, top_k_flat
+from mobilenets.profile import profile
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -71,6 +73,16 @@ def test_heatmap_starts_at_probability_0_1_and_config_rebuilds_after_reset_class
     assert model.config["num_classes"] == rebuilt.num_classes == 2
     with pytest.raises(ValueError, match="centernet"):
         create_detector("retinanet")
+
+
+def test_separable_heads_save_exactly_the_full_3x3_convs_cost_but_the_depthwise_and_pointwise_parts():
+    full, separable = (profile(small_detector("mobilenet_v2", head_conv=c), 64) for c in ("full", "separable"))
+    c, positions = 64, 16 * 16  # 64-channel heads at stride 4 of a 64-pixel input
+    per_head = c * c * 9 - (c * 9 + c * c)
+    assert full.madds - separable.madds == 3 * per_head * positions
+    assert full.params - separable.params == 3 * per_head  # biases: the pointwise conv has the 3x3 one's
+    with pytest.raises(ValueError, match="head_conv"):
+        small_detector(head_conv="deformable")
 
 
 def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
@@ -222,6 +234,21 @@ def test_decode_keeps_local_maxima_and_class_wise_nms_removes_overlaps():
     heat[0, 0, 2, 4] = 2.0  # a box a third overlapping the best one
     (near,) = decode(heat, size, torch.zeros(1, 2, 8, 8), threshold=0.3, nms_iou=0.3)
     assert near.scores.tolist() == pytest.approx([torch.sigmoid(torch.tensor(3.0)).item(), 0.5])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 16, 24), (1, 1, 2, 8)])  # the second has fewer values than k = 100
+def test_fast_peak_extraction_equals_max_pool_and_a_plain_top_k(shape):
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    logits[0, 0, :, :2] = 5.0  # ties, on a row and across rows
+    pooled = F.max_pool2d(logits, 3, stride=1, padding=1)
+    expected = torch.where(pooled == logits, logits, float("-inf"))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        peaks = local_maxima(logits.contiguous(memory_format=layout))
+        assert torch.equal(peaks, expected)
+        values, index = top_k_flat(peaks, 100)
+        plain = expected.flatten(1).topk(min(100, expected[0].numel()), 1).values
+        assert torch.equal(values, plain)
+        assert torch.equal(peaks.flatten(1).gather(1, index), values)  # the indices point at those values
 
 
 def test_focal_loss_equals_the_hand_computation():

@@ -11,6 +11,7 @@ from ..data.folder import DataError
 from ..detection.checkpoint import load_detector
 from ..detection.config import OPTIMIZERS, SCHEDULES
 from ..detection.inference import evaluate_checkpoint, predict_images
+from ..detection.model import HEAD_CONVS
 from ..detection.train import DetectTrainingError, train_detector
 from ..models import list_models
 from ..recipes import ConfigError
@@ -52,6 +53,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=positive_float, metavar="W", help="backbone width multiplier")
     p.add_argument("--neck-channels", type=positive_int, metavar="N")
     p.add_argument("--head-channels", type=positive_int, metavar="N")
+    p.add_argument("--head-conv", choices=HEAD_CONVS,
+                   help="the heads' 3x3 conv: depthwise-separable (default, 8x cheaper at stride 4) or full")
     _add_data_arguments(p, train=True)
     p.add_argument("--image-size", type=positive_int, metavar="N", help="square network input (letterboxed)")
     p.add_argument("--epochs", type=positive_int, metavar="N")

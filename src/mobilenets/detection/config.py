@@ -8,6 +8,7 @@ from typing import Any
 
 from ..models import list_models
 from ..recipes import make_options, options_dict, range_problems
+from .model import HEAD_CONVS
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
@@ -22,6 +23,7 @@ class DetectConfig:
     width: float = 0.5
     neck_channels: int = 64
     head_channels: int = 64
+    head_conv: str = "separable"  # the heads' 3x3 conv: "separable" (TF2 zoo CenterNet-MobileNetV2) or "full"
     data: str | None = None  # a folder in COCO's or the common export layout; None: built-in synthetic set
     train_json: str | None = None
     train_images: str | None = None
@@ -32,7 +34,7 @@ class DetectConfig:
     image_size: int = 160
     epochs: int = 3
     batch_size: int = 16
-    lr: float = 0.003
+    lr: float = 0.006
     optimizer: str = "adamw"
     momentum: float = 0.9
     weight_decay: float = 0.0001
@@ -70,7 +72,8 @@ def _problems(config: DetectConfig) -> list[str]:
                   "max_detections": config.max_detections},
         nonnegative={"warmup_epochs": config.warmup_epochs, "weight_decay": config.weight_decay,
                      "workers": config.workers or 0, "overfit": config.overfit},
-        choices={"optimizer": (config.optimizer, OPTIMIZERS), "schedule": (config.schedule, SCHEDULES)})
+        choices={"optimizer": (config.optimizer, OPTIMIZERS), "schedule": (config.schedule, SCHEDULES),
+                 "head_conv": (config.head_conv, HEAD_CONVS)})
     if not 0 < config.scale[0] <= config.scale[1]:
         problems.append(f"scale: need 0 < low <= high, got {list(config.scale)}")
     given = [k for k in COCO_FILES if getattr(config, k) is not None]

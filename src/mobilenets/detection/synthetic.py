@@ -65,7 +65,7 @@ class SyntheticDetection(Dataset):
     """
 
     def __init__(self, split: str = "train", *, size: int = 160, length: int | None = None, seed: int = 0,
-                 max_objects: int = 6, min_scale: float = 0.12, max_scale: float = 0.5, clutter: int = 6,
+                 max_objects: int = 10, min_scale: float = 0.10, max_scale: float = 0.5, clutter: int = 6,
                  occlusion: float = 0.4) -> None:
         _check_arguments(split, size, max_objects, min_scale, max_scale, clutter, occlusion)
         self.split, self.size, self.seed = split, size, seed

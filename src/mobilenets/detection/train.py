@@ -70,7 +70,8 @@ def train_detector(config: DetectConfig | None = None, *, recipe: str | Path | N
 
 def _build_model(config: DetectConfig, num_classes: int) -> CenterNet:
     options = {"backbone": config.backbone, "width_mult": config.width, "num_classes": num_classes,
-               "neck_channels": config.neck_channels, "head_channels": config.head_channels}
+               "neck_channels": config.neck_channels, "head_channels": config.head_channels,
+               "head_conv": config.head_conv}
     if config.pretrained is None:
         return create_detector("centernet", **options)
     model, description = pretrained_detector(config.pretrained, **options)
