@@ -2,9 +2,10 @@
 
     python benchmarks/detect_latency.py [--runs 30] [--threads 2] [--size 512]
 
-Per image (a 640x480 photo-sized input, batch 1): letterbox + normalise, the network, decoding (3x3 max-pool peaks,
-top-100, boxes mapped back to the 640x480 image). CenterNet on onnxruntime (our export: batch norm folded) and in
-eager PyTorch; torchvision's SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing
+Per image (a 640x480 photo-sized input, batch 1): letterbox + normalise, the network, decoding (3x3 max-pool
+peaks, top-100, boxes mapped back to the 640x480 image). CenterNet on onnxruntime (our export: batch norm folded;
+its threads told not to spin between runs, since PyTorch pre/post-processing shares the cores) and in eager
+PyTorch; torchvision's SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing
 (random weights: no downloads here; its NMS then sees more candidate boxes than a trained model's, so its
 post-processing time is an upper bound). Also: parameters, MAdds, and training images/s of the default
 `mobilenets detect train` recipe. Prints markdown tables.
@@ -47,7 +48,7 @@ def end_to_end_ms(model: torch.nn.Module, size: int, threads: int, work: Path, r
                   network_only: bool = False) -> float:
     """Median ms of letterbox + onnxruntime network + decode for one 640x480 image (or the network alone)."""
     path = export(model, "onnx", work / "detector.onnx", resolution=size, output_names=["heatmap", "size", "offset"])
-    session = onnx_session(path, threads)
+    session = onnx_session(path, threads, spinning=network_only)  # idle threads must not spin through decoding
     if network_only:
         zeros = torch.zeros(1, 3, size, size).numpy()
         return time_call(lambda: session.run(None, {"image": zeros}), runs=runs)[0]
