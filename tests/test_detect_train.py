@@ -220,6 +220,10 @@ def test_train_on_export_layout_and_fine_tune_with_other_classes(tmp_path, finis
     assert "export layout" in done.stderr
     assert "6 classes and this data 3: the heat-map head is re-initialised" in done.stderr
     assert load_detector(tmp_path / "tuned" / "best.safetensors").classes == [c["name"] for c in coco["categories"]]
+    other_heads = _cli("train", *tiny_recipe, "--data", str(data), "--pretrained", str(out / "best.safetensors"),
+                       "--head-conv", "full", "--output", str(tmp_path / "other"))
+    assert other_heads.returncode == 2
+    assert "head_conv separable, but this run asks for full (pass --head-conv separable)" in other_heads.stderr
 
 
 def test_bad_data_is_one_line_naming_the_file(tmp_path, tiny_recipe):

@@ -78,10 +78,10 @@ def _from_detector(source: Path, num_classes: int, options: dict[str, Any]) -> t
     """Fine-tuning from another detector: all its weights, the heat-map head re-initialised if the classes differ."""
     detector = load_detector(source)
     config = detector.model.config
-    wanted = {"backbone": options["backbone"], "width_mult": float(options["width_mult"])}
-    if {"backbone": config["backbone"], "width_mult": float(config["width_mult"])} != wanted:
-        raise WeightsError(f"{source}: a detector on {config['backbone']} width {config['width_mult']}, not on "
-                           f"{wanted['backbone']} width {wanted['width_mult']}")
+    for key, wanted in options.items():  # the architecture asked for must be the checkpoint's
+        if (have := config.get(key)) != wanted:
+            raise WeightsError(f"{source}: a detector with {key} {have}, but this run asks for {wanted} "
+                               f"(pass --{key.replace('_mult', '').replace('_', '-')} {have})")
     model, note = detector.model.train(), ""
     if detector.model.num_classes != num_classes:
         model.reset_classes(num_classes)
@@ -98,7 +98,7 @@ def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float,
     backbone, its classifier dropped. Returns the detector and a one-line description of what was loaded."""
     path = Path(source)
     if _is_detector(path):
-        return _from_detector(path, num_classes, {"backbone": backbone, "width_mult": width_mult})
+        return _from_detector(path, num_classes, {"backbone": backbone, "width_mult": width_mult, **options})
     checkpoint, preset = open_weights(source, backbone)
     width = preset.pop("width_mult", (checkpoint.config or {}).get("width_mult"))
     if width is not None and float(width) != float(width_mult):
