@@ -46,5 +46,6 @@ def main() -> None:
                   f"{cost.params / 1e6:.2f}M | {cost.madds / 1e6:.0f}M | {run.summary['seconds']:.0f} | "
                   f"{latency[0]:.1f} | {latency[1]:.1f} |", flush=True)
 
+
 if __name__ == "__main__":
     main()
