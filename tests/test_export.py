@@ -111,15 +111,56 @@ def test_int8_model_agrees_with_fp32_and_reloads_the_same(tmp_path):
     preprocess = default_preprocess(64)
     int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, preprocess, images=64))
     graph = onnx.load(str(int8)).graph
-    assert any(n.op_type == "DequantizeLinear" for n in graph.node)
-    first_conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[0] == graph.input[0].name)
-    assert first_conv is not None  # kept in float: it reads the image directly, no QuantizeLinear in between
+    first = next(n for n in graph.node if graph.input[0].name in n.input)
+    assert first.op_type == "QuantizeLinear"  # everything in int8 by default, the first convolution too
     images = np.concatenate(list(calibration_batches(None, preprocess, images=48)))
     run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8, int8)]
     fp32_out, int8_out, reloaded = (s.run(None, {"image": images})[0] for s in run)
     assert np.array_equal(int8_out, reloaded)
     assert (fp32_out.argmax(1) == int8_out.argmax(1)).mean() >= 0.9
     assert "mobilenets.classes" in run[1].get_modelmeta().custom_metadata_map
+
+
+def _int8_weights(path) -> list[np.ndarray]:
+    """The int8 weight tensors of a QDQ model (the inputs of DequantizeLinear stored as initializers)."""
+    graph = onnx.load(str(path)).graph
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    return [stored[n.input[0]] for n in graph.node
+            if n.op_type == "DequantizeLinear" and stored.get(n.input[0], np.zeros(0)).dtype == np.int8]
+
+
+def test_int8_weights_use_7_bits_unless_full_range_is_asked(tmp_path):
+    from mobilenets.data.transforms import default_preprocess
+    from mobilenets.deploy import calibration_batches, quantize
+
+    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
+    batches = list(calibration_batches(None, default_preprocess(64), images=16))
+    reduced = _int8_weights(quantize(fp32, tmp_path / "7bit.onnx", batches))
+    full = _int8_weights(quantize(fp32, tmp_path / "8bit.onnx", batches, reduce_range=False))
+    assert len(reduced) == len(full) > 40
+    assert max(np.abs(w.astype(int)).max() for w in reduced) <= 64  # 7 bits: no u8 x s8 pair overflows int16
+    assert max(np.abs(w.astype(int)).max() for w in full) == 127
+
+
+def test_layer_groups_kept_in_float_get_no_quantize_nodes(tmp_path):
+    from mobilenets.data.transforms import default_preprocess
+    from mobilenets.deploy import calibration_batches, quantize
+
+    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
+    int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, default_preprocess(64), images=16),
+                    keep_float=("first_conv", "classifier"))
+    graph = onnx.load(str(int8)).graph
+    made_by = {out: n.op_type for n in graph.node for out in n.output}
+    stored = {t.name for t in graph.initializer}
+    stem = next(n for n in graph.node if graph.input[0].name in n.input)
+    hard_swish = [n for n in graph.node if stem.output[0] in n.input]  # inlined as HardSigmoid + Mul
+    assert stem.op_type == "Conv" and sorted(n.op_type for n in hard_swish) == ["HardSigmoid", "Mul"]
+    assert not any(made_by.get(i) == "DequantizeLinear" for n in [stem, *hard_swish] for i in n.input)
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == 2 and all(n.input[1] in stored for n in gemms)  # float weights, not int8 + DQ
+    assert sum(made_by.get(n.input[1]) == "DequantizeLinear" for n in graph.node if n.op_type == "Conv") > 20
+    with pytest.raises(ValueError, match="unknown layer group 'stem'; choose from first_conv, se, classifier"):
+        quantize(fp32, tmp_path / "x.onnx", [], keep_float=("stem",))
 
 
 def test_int8_export_command(tmp_path):
@@ -131,3 +172,7 @@ def test_int8_export_command(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--format", "pt2",
                               "--int8", "--output", str(tmp_path / "x.pt2")], capture_output=True, text=True)
     assert refused.returncode == 2 and "--int8 needs --format onnx" in refused.stderr
+    unknown = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--format", "onnx",
+                              "--int8", "--keep-float", "se,stem", "--output", str(tmp_path / "x.onnx")],
+                             capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown layer group 'stem'" in unknown.stderr

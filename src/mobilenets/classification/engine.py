@@ -85,7 +85,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             after_step()
         total_loss += loss.item() * len(x)
         images += len(x)
-        bar.set_postfix(loss=f"{total_loss / images:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        # refresh=False: redrawing here would show tqdm's lazily updated count (0/N) on every batch
+        bar.set_postfix(loss=f"{total_loss / images:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        refresh=False)
     return EpochStats(total_loss / max(images, 1), images, time.perf_counter() - start)
 
 

@@ -13,8 +13,8 @@ from ..classification.checkpoint import load_classifier
 from ..classification.evaluate import evaluation_set
 from ..data.folder import DataError
 from ..data.transforms import default_preprocess, eval_transform
-from ..deploy import FORMATS, calibration_batches, export, quantize
-from ..deploy.quantize import compare
+from ..deploy import FLOAT_GROUPS, FORMATS, calibration_batches, export, quantize
+from ..deploy.quantize import checked_groups, compare
 from ..weights.convert import WeightsError
 from . import CommandError, add_model_arguments, model_from_args, resolution
 
@@ -35,10 +35,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: built-in shapes)")
     p.add_argument("--val", metavar="DIR", help="--int8: labelled images (class folders) for the int8-vs-fp32 "
                                                   "report (default: the checkpoint's validation split)")
-    p.add_argument("--reduce-range", action="store_true",
-                   help="--int8: 7-bit weights (onnxruntime's advice for CPUs without VNNI; check accuracy)")
+    p.add_argument("--keep-float", type=float_groups, default=(), metavar="GROUPS",
+                   help=f"--int8: layer groups left in float, comma-separated, of {','.join(FLOAT_GROUPS)} "
+                        "(default: none)")
+    p.add_argument("--full-range", action="store_true",
+                   help="--int8: 8-bit weights instead of 7, only for CPUs with VNNI (or ARM): on x86 CPUs "
+                        "without VNNI, onnxruntime's int8 products saturate with 8-bit weights")
     p.add_argument("--output", required=True, metavar="PATH")
     p.set_defaults(run=run)
+
+
+def float_groups(text: str) -> tuple[str, ...]:
+    """argparse type for --keep-float: a comma-separated subset of FLOAT_GROUPS."""
+    try:
+        return checked_groups(g for g in text.split(",") if g)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 preprocess = default_preprocess(size)
             try:
                 path = quantize(fp32, output, calibration_batches(args.calibration, preprocess),
-                                reduce_range=args.reduce_range)
+                                keep_float=args.keep_float, reduce_range=not args.full_range)
                 _report_int8(fp32, path, preprocess, classifier, args.val)
             except (ValueError, DataError) as e:
                 raise CommandError(str(e)) from None
@@ -79,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_images(preprocess, classifier, val: str | None, limit: int = 500
+def _report_images(preprocess, classifier, val: str | None, limit: int = 2000
                    ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Images (and labels, for a trained checkpoint) to compare int8 with fp32 on: the checkpoint's validation
     split or `val`; for a zoo model with random weights, unlabelled built-in shapes."""

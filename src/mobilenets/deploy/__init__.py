@@ -2,6 +2,6 @@
 and int8 quantization of the ONNX graph."""
 
 from .export import FORMATS, OPSET, export, fold_batchnorm
-from .quantize import KEEP_FLOAT, calibration_batches, quantize
+from .quantize import FLOAT_GROUPS, calibration_batches, quantize
 
-__all__ = ["FORMATS", "KEEP_FLOAT", "OPSET", "calibration_batches", "export", "fold_batchnorm", "quantize"]
+__all__ = ["FLOAT_GROUPS", "FORMATS", "OPSET", "calibration_batches", "export", "fold_batchnorm", "quantize"]

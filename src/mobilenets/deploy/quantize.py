@@ -2,8 +2,11 @@
 
 Per-channel int8 weights and uint8 activations in the QDQ format, calibrated on real images. onnxruntime's
 `quant_pre_process` runs first: without it ReLU6's Clip bounds stay as separate nodes and the quantized model
-gets slower, not faster (../shared/reference/PERFORMANCE.md). Layers known to cost accuracy or speed in int8
-can be kept in float: the first convolution, the squeeze-excitation blocks and the classifier.
+gets slower, not faster (../shared/reference/PERFORMANCE.md). Weights use 7 bits by default: onnxruntime's u8s8
+kernels on x86 CPUs without VNNI add pairs of u8 x s8 products in 16 bits, which saturate with 8-bit weights (on
+the default trained model: 93% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups
+that cost accuracy in int8 can be kept in float: the first convolution, the squeeze-excitation blocks and the
+classifier; by default none is, since none measurably helped enough to pay for its float time.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 
 from .._atomic import atomic_path
 
-KEEP_FLOAT = ("first_conv", "se", "classifier")
+FLOAT_GROUPS = ("first_conv", "se", "classifier")
+ACTIVATION_OPS = ("Relu", "Clip", "HardSigmoid", "HardSwish", "Mul")
 
 
 def _consumers(graph) -> dict[str, list]:
@@ -27,19 +31,31 @@ def _consumers(graph) -> dict[str, list]:
     return users
 
 
+def checked_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    """`groups` as a tuple; ValueError naming the first one that is not in FLOAT_GROUPS."""
+    groups = tuple(groups)
+    if unknown := [g for g in groups if g not in FLOAT_GROUPS]:
+        raise ValueError(f"unknown layer group {unknown[0]!r}; choose from {', '.join(FLOAT_GROUPS)}")
+    return groups
+
+
 def float_node_names(model_path: str | Path, keep_float: Iterable[str]) -> list[str]:
-    """Names of the nodes `keep_float` asks to leave in float: 'first_conv' (the conv reading the image),
-    'se' (each squeeze-excitation: pool → conv → act → conv → gate → multiply) and 'classifier' (Gemm/MatMul)."""
+    """Names of the nodes `keep_float` asks to leave in float: 'first_conv' (the conv reading the image, and its
+    activation), 'se' (each squeeze-excitation: pool → conv → act → conv → gate → multiply) and 'classifier'
+    (Gemm/MatMul)."""
     import onnx
 
-    keep = set(keep_float)
-    if unknown := keep - set(KEEP_FLOAT):
-        raise ValueError(f"unknown layer group {sorted(unknown)[0]!r}; choose from {', '.join(KEEP_FLOAT)}")
+    keep = set(checked_groups(keep_float))
     graph = onnx.load(str(model_path)).graph
     users = _consumers(graph)
     names: list[str] = []
     if "first_conv" in keep:
-        names += [n.name for n in users.get(graph.input[0].name, []) if n.op_type == "Conv"]
+        frontier = [n for n in users.get(graph.input[0].name, []) if n.op_type == "Conv"]
+        while frontier:  # the convolution and its activation (ReLU6's Clip, hard-swish's HardSigmoid and Mul)
+            node = frontier.pop()
+            if node.name not in names:  # hard-swish's Mul is reached twice
+                names.append(node.name)
+            frontier += [n for n in users.get(node.output[0], []) if n.op_type in ACTIVATION_OPS]
     if "classifier" in keep:
         names += [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
     if "se" in keep:
@@ -69,11 +85,12 @@ class _Batches:
 
 
 def quantize(fp32_model: str | Path, output: str | Path, calibration: Iterable[np.ndarray], *,
-             keep_float: Iterable[str] = KEEP_FLOAT, reduce_range: bool = False) -> Path:
+             keep_float: Iterable[str] = (), reduce_range: bool = True) -> Path:
     """Write an int8 (QDQ) copy of `fp32_model` calibrated on `calibration` batches; returns `output`.
 
-    `reduce_range` uses 7-bit weights, which onnxruntime recommends on CPUs without VNNI where u8s8 products
-    can saturate; check accuracy either way.
+    `keep_float`: layer groups of FLOAT_GROUPS left in float. `reduce_range`: 7-bit weights, which cannot
+    saturate onnxruntime's u8s8 kernels on CPUs without VNNI; pass False only for a model that will run on CPUs
+    with VNNI (or ARM), and check the agreement with fp32 either way.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -83,7 +100,10 @@ def quantize(fp32_model: str | Path, output: str | Path, calibration: Iterable[n
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32_model), str(prepared), skip_symbolic_shape=True)
-        image_input = onnx.load(str(prepared)).graph.input[0]
+        model = onnx.load(str(prepared))
+        _name_nodes(model.graph)
+        onnx.save(model, str(prepared))
+        image_input = model.graph.input[0]
         single = image_input.type.tensor_type.shape.dim[0].dim_value == 1
         with atomic_path(output) as tmp:
             quantize_static(str(prepared), str(tmp), _Batches(image_input.name, calibration, single),
@@ -93,6 +113,19 @@ def quantize(fp32_model: str | Path, output: str | Path, calibration: Iterable[n
                             calibrate_method=CalibrationMethod.MinMax)
             _copy_metadata(fp32_model, tmp)
     return output
+
+
+def _name_nodes(graph) -> None:
+    """Give every unnamed node a unique name, in place: the pre-processing inlines HardSwish into unnamed
+    HardSigmoid and Mul nodes, which `nodes_to_exclude` could not otherwise name."""
+    taken = {node.name for node in graph.node}
+    for position, node in enumerate(graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{position}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
 
 
 def _copy_metadata(source: str | Path, target: Path) -> None:
