@@ -258,3 +258,15 @@ def test_int8_export_of_a_checkpoint_reports_accuracy_on_its_validation_split(fi
     assert "40 images of built-in synthetic shapes, validation split" in report
     fp32_top1 = float(report.split("top-1 fp32 ")[1].split()[0])
     assert abs(fp32_top1 - result.summary["best_top1"]) < 1e-3  # the exported fp32 model is the best checkpoint
+
+
+def test_int8_export_after_quantization_aware_finetuning(finished_run, tmp_path):
+    out, _ = finished_run
+    export = [sys.executable, "-m", "mobilenets", "export", "--checkpoint", str(out / "best.safetensors"),
+              "--format", "onnx", "--output", str(tmp_path / "int8.onnx"), "--qat-epochs", "1"]
+    done = subprocess.run([*export, "--int8"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "int8-aware fine-tuning 1/1" in done.stderr  # the progress bar
+    assert any(line.startswith("int8 vs fp32 on 40 images") for line in done.stdout.splitlines())
+    refused = subprocess.run(export, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--qat-epochs needs --int8" in refused.stderr

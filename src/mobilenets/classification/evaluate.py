@@ -18,11 +18,16 @@ from .distributed import choose_device
 from .engine import evaluate_loader
 
 
+def training_config(classifier: Classifier) -> TrainConfig:
+    """The recipe the classifier was trained with, as far as its checkpoint recorded it (defaults elsewhere)."""
+    recorded = classifier.meta.get("train_config", {})
+    return TrainConfig(**{k: v for k, v in recorded.items() if k in TrainConfig.__dataclass_fields__})
+
+
 def evaluation_set(classifier: Classifier, data: str | Path | None) -> tuple[Any, str]:
     """The images to evaluate on: a folder's `val/` (or the whole folder), else the run's own validation split."""
     if data is None:
-        run = TrainConfig(**{k: v for k, v in classifier.meta.get("train_config", {}).items()
-                             if k in TrainConfig.__dataclass_fields__})
+        run = training_config(classifier)
         if run.data is None:
             shapes = SyntheticShapes("val", size=run.image_size, length=run.synthetic_val_size, seed=run.seed)
             return shapes, "built-in synthetic shapes, validation split"

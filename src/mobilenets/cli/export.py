@@ -8,12 +8,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from ..classification.checkpoint import load_classifier
-from ..classification.evaluate import evaluation_set
+from ..classification.data import build_data
+from ..classification.evaluate import evaluation_set, training_config
 from ..data.folder import DataError
 from ..data.transforms import default_preprocess, eval_transform
 from ..deploy import FLOAT_GROUPS, FORMATS, calibration_batches, export, quantize
+from ..deploy.qat import finetune_for_int8
 from ..deploy.quantize import checked_groups, compare
 from ..weights.convert import WeightsError
 from . import CommandError, add_model_arguments, model_from_args, resolution
@@ -41,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--full-range", action="store_true",
                    help="--int8: 8-bit weights instead of 7, only for CPUs with VNNI (or ARM): on x86 CPUs "
                         "without VNNI, onnxruntime's int8 products saturate with 8-bit weights")
+    p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
+                   help="--int8 --checkpoint: first fine-tune N epochs on the run's training data with int8 "
+                        "simulated (quantization-aware), so that int8 keeps the fp32 predictions (default: 0)")
     p.add_argument("--output", required=True, metavar="PATH")
     p.set_defaults(run=run)
 
@@ -59,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give either a model NAME or --checkpoint, not both")
     if args.int8 and args.format != "onnx":
         raise CommandError("--int8 needs --format onnx")
+    if args.qat_epochs and not (args.int8 and args.checkpoint):
+        raise CommandError("--qat-epochs needs --int8 and a trained --checkpoint")
     metadata = {}
     preprocess = classifier = None
     if args.checkpoint is not None:
@@ -68,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(e)) from None
         model, size, preprocess = classifier.model, classifier.preprocess.image_size, classifier.preprocess
         metadata = {"classes": classifier.classes, "preprocess": classifier.preprocess.to_dict()}
+        if args.qat_epochs:
+            model = _int8_finetuned(classifier, args.qat_epochs, reduce_range=not args.full_range)
     else:
         model, size = model_from_args(args), 224
     metadata["model"] = model.config
@@ -89,6 +100,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({args.format}{', int8' if args.int8 else ''}, {size}x{size}, "
           f"{'dynamic batch' if args.dynamic_batch else 'batch 1'})")
     return 0
+
+
+def _int8_finetuned(classifier, epochs: int, reduce_range: bool) -> torch.nn.Module:
+    """The checkpoint's model after `epochs` of quantization-aware fine-tuning on its run's training data."""
+    config = training_config(classifier)
+    try:
+        data = build_data(config)
+    except (DataError, ValueError) as e:
+        raise CommandError(f"--qat-epochs: cannot read the run's training data: {e}") from None
+    loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    return finetune_for_int8(classifier.model, loader, epochs=epochs, reduce_range=reduce_range)
 
 
 def _report_images(preprocess, classifier, val: str | None, limit: int = 2000
