@@ -270,3 +270,5 @@ def test_int8_export_after_quantization_aware_finetuning(finished_run, tmp_path)
     assert any(line.startswith("int8 vs fp32 on 40 images") for line in done.stdout.splitlines())
     refused = subprocess.run(export, capture_output=True, text=True)
     assert refused.returncode == 2 and "--qat-epochs needs --int8" in refused.stderr
+    negative = subprocess.run([*export[:-1], "-1", "--int8"], capture_output=True, text=True)
+    assert negative.returncode == 2 and "--qat-epochs must be 0 or more, got -1" in negative.stderr

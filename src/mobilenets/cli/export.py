@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give either a model NAME or --checkpoint, not both")
     if args.int8 and args.format != "onnx":
         raise CommandError("--int8 needs --format onnx")
+    if args.qat_epochs < 0:
+        raise CommandError(f"--qat-epochs must be 0 or more, got {args.qat_epochs}")
     if args.qat_epochs and not (args.int8 and args.checkpoint):
         raise CommandError("--qat-epochs needs --int8 and a trained --checkpoint")
     metadata = {}
