@@ -1,16 +1,19 @@
 """The same architecture exported from torchvision and from us, both on onnxruntime with the same settings.
 
-    python benchmarks/vs_torchvision.py [--runs 50] [--threads 2]
+    python benchmarks/vs_torchvision.py [--runs 100] [--rounds 15] [--threads 2]
 
 For V2, V3-Large and V3-Small at 224 px, batch 1: onnxruntime latency of torchvision's plain ONNX export (opset
-18, dynamo exporter) against ours (`mobilenets export`: batch norm folded, native HardSwish/HardSigmoid), timed
-interleaved in one run; then our best CPU path against torchvision eager. Beside each latency: the physical
-limit, MAdds x 2 / this machine's measured matmul FLOP/s. Prints a markdown table.
+18, dynamo exporter) against ours (`mobilenets export`: batch norm folded, native HardSwish/HardSigmoid,
+squeeze-excitation kept in onnxruntime's blocked layout), timed in interleaved rounds that alternate which goes
+first; then our best CPU path against torchvision eager. The ratio is the median of the per-round ratios, with
+their interquartile range: rounds are paired, so a slow minute of the shared machine hits both sides. Beside
+each latency: the physical limit, MAdds x 2 / this machine's measured matmul FLOP/s. Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -28,8 +31,8 @@ PAIRS = {"mobilenet_v2": torchvision.models.mobilenet_v2,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -38,8 +41,8 @@ def main() -> None:
     print(f"{args.threads} threads, matmul {flops / 1e9:.1f} GFLOP/s, median of {args.rounds} interleaved rounds "
           f"of {args.runs} runs\n")
     print("| model | torchvision eager ms | torchvision ONNX ms | ours ONNX ms | ours / torchvision ONNX | "
-          "torchvision eager / ours | limit ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "per-round ratio IQR | torchvision eager / ours | limit ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, constructor in PAIRS.items():
             torch.manual_seed(0)
@@ -53,15 +56,19 @@ def main() -> None:
             sessions = {"tv": onnx_session(their_path, args.threads), "ours": onnx_session(our_path, args.threads)}
             feed = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
             times: dict[str, list[float]] = {"tv": [], "ours": [], "eager": []}
-            for _ in range(args.rounds):
-                for key, session in sessions.items():
+            for round_index in range(args.rounds):
+                order = ("tv", "ours") if round_index % 2 == 0 else ("ours", "tv")  # no first-runner bias
+                for key in order:
+                    session = sessions[key]
                     times[key].append(time_call(lambda s=session, f=feed[key]: s.run(None, f), runs=args.runs)[0])
                 with torch.inference_mode():
                     times["eager"].append(time_call(lambda m=theirs: m(x), runs=max(5, args.runs // 5))[0])
-            tv, mine, eager = (sorted(times[k])[len(times[k]) // 2] for k in ("tv", "ours", "eager"))
+            tv, mine, eager = (statistics.median(times[k]) for k in ("tv", "ours", "eager"))
+            ratios = [o / t for o, t in zip(times["ours"], times["tv"], strict=True)]
+            low, middle, high = statistics.quantiles(ratios, n=4)
             limit = 2 * mobilenets.profile(ours).madds / flops * 1e3
-            print(f"| {name} | {eager:.2f} | {tv:.2f} | {mine:.2f} | {mine / tv:.3f} | {eager / mine:.1f} | "
-                  f"{limit:.2f} |")
+            print(f"| {name} | {eager:.2f} | {tv:.2f} | {mine:.2f} | {middle:.3f} | {low:.2f}–{high:.2f} | "
+                  f"{eager / mine:.1f} | {limit:.2f} |")
 
 
 if __name__ == "__main__":

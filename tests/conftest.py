@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -24,3 +25,13 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture
 def image_batch() -> torch.Tensor:
     return torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+
+
+def int8_weights(path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(int8 values, scale) of each weight of a QDQ ONNX model: the DequantizeLinear inputs stored as int8."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    return [(stored[n.input[0]], stored[n.input[1]]) for n in graph.node
+            if n.op_type == "DequantizeLinear" and stored.get(n.input[0], np.zeros(0)).dtype == np.int8]

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_batchnorm
+from conftest import int8_weights, randomize_batchnorm
 
 import mobilenets
 from mobilenets.deploy import export, fold_batchnorm
@@ -69,15 +69,31 @@ def test_onnxruntime_fuses_hard_swish_into_convolutions(tmp_path):
     assert not [n for n in nodes if n.op_type == "HardSwish"]  # every hard-swish rides on a convolution
 
 
-def test_global_pooling_exports_as_global_average_pool_kept_in_the_blocked_layout(tmp_path):
-    path = export(small("mobilenet_v3_small"), "onnx", tmp_path / "m.onnx", resolution=96)
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+def test_mobilenet_v3_runs_in_the_blocked_layout_without_reorders(tmp_path, dynamic_batch):
+    """Global pooling exports as GlobalAveragePool and SE's broadcast scale gets a nearest Resize, so onnxruntime
+    keeps the whole network in NCHWc: one reorder out before the classifier, none inside."""
+    path = export(small("mobilenet_v3_small"), "onnx", tmp_path / "m.onnx", resolution=96,
+                  dynamic_batch=dynamic_batch)
     exported = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     assert exported["ReduceMean"] == 0 and exported["GlobalAveragePool"] == 10  # 9 squeeze-excitations + head
+    assert exported["Resize"] == 9
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    pools = [n for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node if n.op_type == "GlobalAveragePool"]
-    assert pools and all(n.domain == "com.microsoft.nchwc" for n in pools)
+    optimised = onnx.load(str(tmp_path / "optimised.onnx")).graph.node
+    assert all(n.domain == "com.microsoft.nchwc" for n in optimised if n.op_type == "GlobalAveragePool")
+    layout = collections.Counter(n.op_type for n in optimised)
+    assert layout["ReorderInput"] == 0 and layout["ReorderOutput"] == 1
+
+
+def test_quantizing_drops_the_layout_resizes(tmp_path):
+    from mobilenets.deploy import quantize
+
+    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
+    int8 = quantize(fp32, tmp_path / "int8.onnx", [np.random.default_rng(0).random((1, 3, 64, 64), np.float32)])
+    operators = collections.Counter(n.op_type for n in onnx.load(str(int8)).graph.node)
+    assert operators["Resize"] == 0 and operators["Mul"] >= 9
 
 
 def test_pt2_export_reloads(tmp_path):
@@ -121,25 +137,17 @@ def test_int8_model_agrees_with_fp32_and_reloads_the_same(tmp_path):
     assert "mobilenets.classes" in run[1].get_modelmeta().custom_metadata_map
 
 
-def _int8_weights(path) -> list[np.ndarray]:
-    """The int8 weight tensors of a QDQ model (the inputs of DequantizeLinear stored as initializers)."""
-    graph = onnx.load(str(path)).graph
-    stored = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    return [stored[n.input[0]] for n in graph.node
-            if n.op_type == "DequantizeLinear" and stored.get(n.input[0], np.zeros(0)).dtype == np.int8]
-
-
 def test_int8_weights_use_7_bits_unless_full_range_is_asked(tmp_path):
     from mobilenets.data.transforms import default_preprocess
     from mobilenets.deploy import calibration_batches, quantize
 
     fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
     batches = list(calibration_batches(None, default_preprocess(64), images=16))
-    reduced = _int8_weights(quantize(fp32, tmp_path / "7bit.onnx", batches))
-    full = _int8_weights(quantize(fp32, tmp_path / "8bit.onnx", batches, reduce_range=False))
+    reduced = int8_weights(quantize(fp32, tmp_path / "7bit.onnx", batches))
+    full = int8_weights(quantize(fp32, tmp_path / "8bit.onnx", batches, reduce_range=False))
     assert len(reduced) == len(full) > 40
-    assert max(np.abs(w.astype(int)).max() for w in reduced) <= 64  # 7 bits: no u8 x s8 pair overflows int16
-    assert max(np.abs(w.astype(int)).max() for w in full) == 127
+    assert max(np.abs(w.astype(int)).max() for w, _ in reduced) <= 64  # 7 bits: no u8 x s8 pair overflows int16
+    assert max(np.abs(w.astype(int)).max() for w, _ in full) == 127
 
 
 def test_layer_groups_kept_in_float_get_no_quantize_nodes(tmp_path):

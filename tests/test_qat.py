@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_batchnorm
+from conftest import int8_weights, randomize_batchnorm
 from torch import nn
 from torch.nn.utils import parametrize
 
 import mobilenets
 from mobilenets.deploy.qat import finetune_for_int8, prepare_for_int8
 
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
 
 
 def tiny_classifier() -> nn.Module:
@@ -67,6 +67,19 @@ def test_the_prepared_model_simulates_int8():
     assert (simulated.argmax(1) == exact.argmax(1)).float().mean() >= 0.75  # but still nearly the same function
 
 
+def test_finishing_removes_only_the_simulation_hooks():
+    from mobilenets.deploy.qat import finish_int8_training
+
+    prepared = prepare_for_int8(tiny_classifier())
+    layer = next(m for m in prepared.modules() if isinstance(m, nn.Conv2d))
+    seen = []
+    layer.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    finished = finish_int8_training(prepared)
+    assert len(layer._forward_pre_hooks) == 1 and not hasattr(layer, "input_quant_hook")
+    finished(batches(1)[0][0])
+    assert seen == [torch.Size([8, 3, 32, 32])]  # the caller's hook still runs
+
+
 def test_quantizing_the_finetuned_model_keeps_its_weights_exactly(tmp_path):
     from mobilenets.data.transforms import default_preprocess
     from mobilenets.deploy import calibration_batches, export, quantize
@@ -74,13 +87,8 @@ def test_quantizing_the_finetuned_model_keeps_its_weights_exactly(tmp_path):
     tuned = finetune_for_int8(tiny_classifier(), batches(), epochs=1, observe_steps=1, progress=False)
     fp32 = export(tuned, "onnx", tmp_path / "fp32.onnx", resolution=32)
     int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, default_preprocess(32), images=8))
-    graph = onnx.load(str(int8)).graph
-    stored = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    dequantized = []
-    for node in graph.node:
-        if node.op_type == "DequantizeLinear" and stored.get(node.input[0], np.zeros(0)).dtype == np.int8:
-            q, scale = stored[node.input[0]].astype(np.float32), stored[node.input[1]]
-            dequantized.append(q * scale.reshape(-1, *[1] * (q.ndim - 1)) if scale.ndim else q * scale)
+    dequantized = [q.astype(np.float32) * (scale.reshape(-1, *[1] * (q.ndim - 1)) if scale.ndim else scale)
+                   for q, scale in int8_weights(int8)]
     weights = [m.weight.detach().numpy() for m in tuned.modules() if isinstance(m, nn.Conv2d)]
     assert len(dequantized) >= len(weights)
     matched = [any(d.shape == w.shape and np.allclose(d, w, rtol=1e-5, atol=1e-7) for d in dequantized)

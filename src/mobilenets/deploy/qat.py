@@ -52,7 +52,7 @@ def prepare_for_int8(model: nn.Module, *, reduce_range: bool = True) -> nn.Modul
             parametrize.register_parametrization(module, "weight", SymmetricWeightGrid(64 if reduce_range else 127))
             module.input_quant = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
                                               dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-            module.register_forward_pre_hook(_quantize_input)
+            module.input_quant_hook = module.register_forward_pre_hook(_quantize_input)
     return model
 
 
@@ -62,8 +62,8 @@ def finish_int8_training(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, QUANTIZED) and parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-            del module.input_quant
-            module._forward_pre_hooks.clear()
+            module.input_quant_hook.remove()  # only ours: hooks the caller registered stay
+            del module.input_quant, module.input_quant_hook
     return model.eval()
 
 
