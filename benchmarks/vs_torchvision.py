@@ -22,7 +22,7 @@ import torchvision
 
 import mobilenets
 from mobilenets.deploy import export
-from mobilenets.deploy.bench import matmul_flops, onnx_session, time_call
+from mobilenets.deploy.bench import interleaved, matmul_flops, onnx_session, time_call
 
 PAIRS = {"mobilenet_v2": torchvision.models.mobilenet_v2,
          "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
@@ -55,17 +55,13 @@ def main() -> None:
             our_path = export(ours, "onnx", Path(tmp) / f"ours_{name}.onnx", resolution=224)
             sessions = {"tv": onnx_session(their_path, args.threads), "ours": onnx_session(our_path, args.threads)}
             feed = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
-            times: dict[str, list[float]] = {"tv": [], "ours": [], "eager": []}
-            for round_index in range(args.rounds):
-                order = ("tv", "ours") if round_index % 2 == 0 else ("ours", "tv")  # no first-runner bias
-                for key in order:
-                    session = sessions[key]
-                    times[key].append(time_call(lambda s=session, f=feed[key]: s.run(None, f), runs=args.runs)[0])
-                with torch.inference_mode():
-                    times["eager"].append(time_call(lambda m=theirs: m(x), runs=max(5, args.runs // 5))[0])
-            tv, mine, eager = (statistics.median(times[k]) for k in ("tv", "ours", "eager"))
-            ratios = [o / t for o, t in zip(times["ours"], times["tv"], strict=True)]
-            low, middle, high = statistics.quantiles(ratios, n=4)
+            runners = {key: lambda s=session, f=feed[key]: s.run(None, f) for key, session in sessions.items()}
+            rounds = interleaved(runners, rounds=args.rounds, runs=args.runs)
+            tv, mine = ([statistics.median(one) for one in rounds[key]] for key in ("tv", "ours"))
+            with torch.inference_mode():
+                eager = time_call(lambda m=theirs: m(x), runs=max(5, args.runs // 5))[0]
+            low, middle, high = statistics.quantiles([o / t for o, t in zip(mine, tv, strict=True)], n=4)
+            tv, mine = statistics.median(tv), statistics.median(mine)
             limit = 2 * mobilenets.profile(ours).madds / flops * 1e3
             print(f"| {name} | {eager:.2f} | {tv:.2f} | {mine:.2f} | {middle:.3f} | {low:.2f}–{high:.2f} | "
                   f"{eager / mine:.1f} | {limit:.2f} |")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mobilenets.deploy.bench import benchmark, time_call, write_reports
+from mobilenets.deploy.bench import benchmark, interleaved, time_call, write_reports
 
 pytest.importorskip("onnxruntime")
 
@@ -28,6 +28,15 @@ def test_benchmark_measures_each_combination_and_writes_reports(tmp_path):
 def test_time_call_orders_median_and_p90():
     median, p90 = time_call(lambda: sum(range(1000)), warmup=1, runs=11)
     assert 0 < median <= p90
+
+
+def test_interleaved_rounds_alternate_which_runner_goes_first():
+    calls = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, runs=2,
+                        warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+    assert [len(one_round) for one_round in times["a"]] == [2, 2, 2]
+    assert all(t >= 0 for one_round in times["b"] for t in one_round)
 
 
 def test_unknown_backend_is_refused():

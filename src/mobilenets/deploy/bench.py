@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -58,8 +59,30 @@ def time_call(fn: Callable[[], object], *, warmup: int = 5, runs: int = 30) -> t
     """Median and 90th-percentile wall time of `fn` in ms, warm-up runs excluded."""
     for _ in range(warmup):
         fn()
-    times = sorted(_seconds(fn) * 1e3 for _ in range(runs))
+    return median_p90([_seconds(fn) * 1e3 for _ in range(runs)])
+
+
+def median_p90(times: Iterable[float]) -> tuple[float, float]:
+    """Median and 90th percentile of `times`."""
+    times = sorted(times)
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+
+
+def interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, runs: int, warmup: int = 5,
+                after_round: Callable[[], object] = lambda: None) -> dict[str, list[list[float]]]:
+    """Wall times (ms) of each runner over `rounds` rounds of `runs` runs, warm-up excluded: per runner, a list
+    per round. The runners take turns within a round, in an order reversed every other round, so a slow minute
+    of a shared machine (and being first) falls on all of them alike."""
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[list[float]]] = {key: [] for key in runners}
+    for round_index in range(rounds):
+        order = list(runners) if round_index % 2 == 0 else list(runners)[::-1]
+        for key in order:
+            times[key].append([_seconds(runners[key]) * 1e3 for _ in range(runs)])
+        after_round()
+    return times
 
 
 def onnx_session(path: Path, threads: int, *, spinning: bool = True):
@@ -107,29 +130,41 @@ def make_runner(model: torch.nn.Module, backend: str, x: torch.Tensor, work: Pat
 
 
 def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[int], *, resolution: int = 224,
-              threads: int | None = None, runs: int = 30, progress: bool = True) -> list[Measurement]:
-    """Time every model × backend × batch; returns the measurements (fp32 limit from a measured matmul)."""
+              threads: int | None = None, runs: int = 30, rounds: int = 5, progress: bool = True) -> list[Measurement]:
+    """Time every model × backend × batch; returns the measurements (fp32 limit from a measured matmul).
+
+    A model's backends at one batch size are timed interleaved (`interleaved`: `rounds` rounds, `runs` runs in
+    all per backend), so their ratios hold even when the machine's speed drifts during the run."""
+    models, backends, batches = list(models), list(backends), list(batches)
+    if unknown := [b for b in backends if b not in BACKENDS]:
+        raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
     if threads is not None:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     flops = matmul_flops()
-    jobs = [(m, b, n) for m in models for b in backends for n in batches]
-    if unknown := [b for b in backends if b not in BACKENDS]:
-        raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
+    rounds = max(1, min(rounds, runs))
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, backend, batch in tqdm(jobs, desc="benchmark", disable=not progress, unit="run"):
+    bar = tqdm(total=len(models) * len(batches) * rounds, desc="benchmark", disable=not progress, unit="round")
+    with tempfile.TemporaryDirectory() as tmp, bar:
+        for name in models:
             torch.manual_seed(0)
             model = create_model(name).eval()
-            madds = profile(model, resolution).madds * batch
-            work = Path(tmp) / f"{name}-{backend}-{batch}"
-            work.mkdir()
-            x = torch.randn(batch, 3, resolution, resolution)
-            median, p90 = time_call(make_runner(model, backend, x, work, threads), runs=runs)
             published = [w.top1 for w in list_published(name) if w.source == "torchvision"]
-            results.append(Measurement(name, backend, batch, median, p90, madds, 2 * madds / flops * 1e3,
-                                       max(published) if published else None))
-    return results
+            for batch in batches:
+                x = torch.randn(batch, 3, resolution, resolution)
+                runners = {}
+                for backend in backends:
+                    work = Path(tmp) / f"{name}-{backend}-{batch}"
+                    work.mkdir()
+                    runners[backend] = make_runner(model, backend, x, work, threads)
+                times = interleaved(runners, rounds=rounds, runs=-(-runs // rounds), after_round=bar.update)
+                madds = profile(model, resolution).madds * batch
+                for backend in backends:
+                    median, p90 = median_p90(chain.from_iterable(times[backend]))
+                    results.append(Measurement(name, backend, batch, median, p90, madds, 2 * madds / flops * 1e3,
+                                               max(published) if published else None))
+    order = {(m, b, n): i for i, (m, b, n) in enumerate((m, b, n) for m in models for b in backends for n in batches)}
+    return sorted(results, key=lambda r: order[r.model, r.backend, r.batch])
 
 
 def write_reports(results: list[Measurement], out: Path, title: str) -> list[Path]:

@@ -11,8 +11,10 @@ classifier; by default none is, since none measurably helped enough to pay for i
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +191,7 @@ def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, 
     """int8 against fp32 on the same images: top-1 agreement, accuracy (with labels), batch-1 latency (ms)."""
     import onnxruntime as ort
 
-    from .bench import time_call
+    from .bench import interleaved
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_model, int8_model)]
     names = [s.get_inputs()[0].name for s in sessions]
@@ -202,9 +204,12 @@ def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, 
 
     fp32, int8 = predict(0).argmax(1), predict(1).argmax(1)
     one = images[:1]
-    latency = [time_call(lambda s=s, n=n: s.run(None, {n: one}), runs=runs)[0] for s, n in zip(sessions, names,
-                                                                                                  strict=True)]
-    report = {"agreement": float((fp32 == int8).mean()), "fp32_ms": latency[0], "int8_ms": latency[1]}
+    rounds = min(5, runs)
+    times = interleaved({precision: lambda s=s, n=n: s.run(None, {n: one})
+                         for precision, s, n in zip(("fp32", "int8"), sessions, names, strict=True)},
+                        rounds=rounds, runs=-(-runs // rounds))
+    latency = {precision: statistics.median(chain.from_iterable(per_round)) for precision, per_round in times.items()}
+    report = {"agreement": float((fp32 == int8).mean()), "fp32_ms": latency["fp32"], "int8_ms": latency["int8"]}
     if labels is not None:
         report |= {"fp32_top1": float((fp32 == labels).mean()), "int8_top1": float((int8 == labels).mean())}
     return report
