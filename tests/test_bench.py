@@ -33,8 +33,8 @@ def test_time_call_orders_median_and_p90():
 def test_interleaved_rounds_alternate_which_runner_goes_first():
     calls = []
     times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, runs=2,
-                        warmup=1)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+                        warmup=1, settle_s=0)
+    assert "".join(calls) == "aaabbb" + "bbbaaa" + "aaabbb"  # each turn: one warm-up run, then two timed
     assert [len(one_round) for one_round in times["a"]] == [2, 2, 2]
     assert all(t >= 0 for one_round in times["b"] for t in one_round)
 

@@ -68,18 +68,22 @@ def median_p90(times: Iterable[float]) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
-def interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, runs: int, warmup: int = 5,
+def interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, runs: int, warmup: int = 3,
+                settle_s: float = 0.1,
                 after_round: Callable[[], object] = lambda: None) -> dict[str, list[list[float]]]:
-    """Wall times (ms) of each runner over `rounds` rounds of `runs` runs, warm-up excluded: per runner, a list
-    per round. The runners take turns within a round, in an order reversed every other round, so a slow minute
-    of a shared machine (and being first) falls on all of them alike."""
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn()
+    """Wall times (ms) of each runner over `rounds` rounds of `runs` runs: per runner, a list per round. The
+    runners take turns within a round, in an order reversed every other round, so a slow minute of a shared
+    machine (and being first) falls on all of them alike. Each turn starts with untimed runs, at least `warmup`
+    and `settle_s` seconds of them: the previous runner's threads (PyTorch's OpenMP pool, onnxruntime's) spin
+    on the cores for a while after it."""
     times: dict[str, list[list[float]]] = {key: [] for key in runners}
     for round_index in range(rounds):
         order = list(runners) if round_index % 2 == 0 else list(runners)[::-1]
         for key in order:
+            start, done = time.perf_counter(), 0
+            while done < warmup or time.perf_counter() - start < settle_s:
+                runners[key]()
+                done += 1
             times[key].append([_seconds(runners[key]) * 1e3 for _ in range(runs)])
         after_round()
     return times
