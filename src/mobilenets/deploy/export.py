@@ -7,7 +7,7 @@ the exporter's ReduceMean over height and width: the same maths, but onnxruntime
 blocked NCHWc layout (about half of MobileNetV3's layout reorders go) and quantizes it. Squeeze-excitation's
 channel scale is broadcast to the feature map's size by a nearest Resize before its Mul: onnxruntime runs a Mul
 of two equal shapes in NCHWc but reorders both operands out and the product back for a broadcast Mul, so the
-Resize removes the other half (fp32 V3-Small ~7% faster; `quantize` drops it again, int8 kernels broadcast
+Resize removes the other half (fp32 V3 3–10% faster; `quantize` drops it again, int8 kernels broadcast
 natively). The preprocessing the model expects is written into the model's metadata (`mobilenets.preprocess`),
 beside its class names.
 """
@@ -103,18 +103,21 @@ def _global_average_pools(graph, types: dict) -> None:
 
 
 def _broadcast_channel_scales(graph, types: dict) -> None:
-    """Give every Mul of a feature map (N, C, H, W) by a channel scale (N, C, 1, 1), H and W fixed and not both 1,
-    a nearest Resize of the scale to (N, C, H, W) first, in place: the same values, in onnxruntime's NCHWc."""
+    """Give every Mul of a feature map (N, C, H, W) by a computed channel scale (N, C, 1, 1), H and W fixed and not
+    both 1, a nearest Resize of the scale to (N, C, H, W) first, in place: the same values, in onnxruntime's
+    NCHWc."""
     import onnx
     from onnx import numpy_helper
 
+    constants = {t.name for t in graph.initializer}
     for node in [n for n in graph.node if n.op_type == "Mul" and len(n.input) == 2]:
         for scale_index in (0, 1):
             scale, features = _shape(types, node.input[scale_index]), _shape(types, node.input[1 - scale_index])
-            if scale is None or features is None or len(scale) != 4 or len(features) != 4:
+            if node.input[scale_index] in constants or scale is None or features is None or len(scale) != 4 \
+                    or len(features) != 4:
                 continue
             height, width = features[2:]
-            if scale[2:] == (1, 1) and scale[1] == features[1] and height and width and (height, width) != (1, 1):
+            if scale[2:] == (1, 1) and scale[:2] == features[:2] and height and width and (height, width) != (1, 1):
                 name = f"{CHANNEL_BROADCAST}/{node.name or node.output[0]}"
                 factors = numpy_helper.from_array(np.array([1, 1, height, width], np.float32), f"{name}/scales")
                 graph.initializer.append(factors)
