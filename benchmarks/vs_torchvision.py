@@ -5,8 +5,9 @@
 For V2, V3-Large and V3-Small at 224 px, batch 1: onnxruntime latency of torchvision's plain ONNX export (opset
 18, dynamo exporter) against ours (`mobilenets export`: batch norm folded, native HardSwish/HardSigmoid,
 squeeze-excitation kept in onnxruntime's blocked layout), timed in interleaved rounds that alternate which goes
-first; then our best CPU path against torchvision eager. The ratio is the median of the per-round ratios, with
-their interquartile range: rounds are paired, so a slow minute of the shared machine hits both sides. Beside
+first; then our best CPU path against torchvision eager. The ms columns are medians of per-round medians; the
+ratio is the median of the per-round ratios, with their interquartile range: each round times both graphs back
+to back, so a slow minute of the shared machine hits both sides (and the ratio need not equal ours / theirs ms). Beside
 each latency: the physical limit, MAdds x 2 / this machine's measured matmul FLOP/s. Prints a markdown table.
 """
 
@@ -31,10 +32,12 @@ PAIRS = {"mobilenet_v2": torchvision.models.mobilenet_v2,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per graph in each round")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    if args.rounds < 2 or args.runs < 1:
+        parser.error("--rounds must be at least 2 (the ratio's quartiles need two) and --runs at least 1")
     torch.set_num_threads(args.threads)
     flops = matmul_flops()
     x = torch.randn(1, 3, 224, 224)
@@ -56,7 +59,7 @@ def main() -> None:
             sessions = {"tv": onnx_session(their_path, args.threads), "ours": onnx_session(our_path, args.threads)}
             feed = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
             runners = {key: lambda s=session, f=feed[key]: s.run(None, f) for key, session in sessions.items()}
-            rounds = interleaved(runners, rounds=args.rounds, runs=args.runs)
+            rounds = interleaved(runners, runs=args.runs * args.rounds, rounds=args.rounds)
             tv, mine = ([statistics.median(one) for one in rounds[key]] for key in ("tv", "ours"))
             with torch.inference_mode():
                 eager = time_call(lambda m=theirs: m(x), runs=max(5, args.runs // 5))[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,14 +33,31 @@ def test_time_call_orders_median_and_p90():
 
 def test_interleaved_rounds_alternate_which_runner_goes_first():
     calls = []
-    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, runs=2,
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, runs=6, rounds=3,
                         warmup=1, settle_s=0)
     assert "".join(calls) == "aaabbb" + "bbbaaa" + "aaabbb"  # each turn: one warm-up run, then two timed
     assert [len(one_round) for one_round in times["a"]] == [2, 2, 2]
-    assert all(t >= 0 for one_round in times["b"] for t in one_round)
+
+
+def test_interleaved_splits_the_runs_over_the_rounds():
+    times = interleaved({"a": lambda: None}, runs=7, rounds=3, warmup=0, settle_s=0)
+    assert [len(one_round) for one_round in times["a"]] == [3, 2, 2]
+    assert len(interleaved({"a": lambda: None}, runs=2, rounds=5, warmup=0, settle_s=0)["a"]) == 2
+    with pytest.raises(ValueError, match="runs must be at least 1"):
+        interleaved({"a": lambda: None}, runs=0)
 
 
 def test_unknown_backend_is_refused():
     done = subprocess.run([sys.executable, "-m", "mobilenets", "bench", "--backends", "tensorrt"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "unknown backend 'tensorrt'" in done.stderr
+
+
+def test_bench_command_prints_json_and_writes_reports(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mobilenets", "bench", "--models", "mobilenet_v3_small",
+                           "--backends", "eager", "--resolution", "32", "--runs", "3", "--rounds", "2", "--json",
+                           "--output", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(r["model"], r["backend"], r["batch"]) for r in report["results"]] == [("mobilenet_v3_small", "eager", 1)]
+    assert (tmp_path / "bench.csv").is_file() and (tmp_path / "bench.md").is_file()

@@ -87,11 +87,35 @@ def test_mobilenet_v3_runs_in_the_blocked_layout_without_reorders(tmp_path, dyna
     assert layout["ReorderInput"] == 0 and layout["ReorderOutput"] == 1
 
 
-def test_quantizing_drops_the_layout_resizes(tmp_path):
-    from mobilenets.deploy import quantize
+def test_channel_scales_are_broadcast_only_onto_larger_maps(tmp_path):
+    """V2 has no squeeze-excitation; at 32 px V3-Small's last three SE blocks see 1x1 maps and need no Resize."""
+    resizes = {}
+    for name in ("mobilenet_v2", "mobilenet_v3_small"):
+        model = small(name)
+        path = export(model, "onnx", tmp_path / f"{name}.onnx", resolution=32)
+        resizes[name] = sum(n.op_type == "Resize" for n in onnx.load(str(path)).graph.node)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = torch.randn(1, 3, 32, 32)
+        with torch.no_grad():
+            assert np.abs(session.run(None, {"image": x.numpy()})[0] - model(x).numpy()).max() <= 1e-4
+    assert resizes == {"mobilenet_v2": 0, "mobilenet_v3_small": 6}
 
-    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
-    int8 = quantize(fp32, tmp_path / "int8.onnx", [np.random.default_rng(0).random((1, 3, 64, 64), np.float32)])
+
+def test_quantizing_drops_the_layout_resizes_and_keeps_the_function(tmp_path):
+    from mobilenets.deploy import quantize
+    from mobilenets.deploy.quantize import _drop_channel_broadcasts
+
+    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64, dynamic_batch=True)
+    unbroadcast = onnx.load(str(fp32))
+    _drop_channel_broadcasts(unbroadcast.graph)
+    assert not any("channel_broadcast" in e.name for e in [*unbroadcast.graph.value_info, *unbroadcast.graph.node,
+                                                            *unbroadcast.graph.initializer])
+    onnx.save(unbroadcast, str(tmp_path / "unbroadcast.onnx"))
+    x = {"image": np.random.default_rng(0).random((3, 3, 64, 64), np.float32)}
+    with_resize, without = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0]
+                            for p in (fp32, tmp_path / "unbroadcast.onnx"))
+    assert np.abs(with_resize - without).max() <= 1e-5
+    int8 = quantize(fp32, tmp_path / "int8.onnx", [x["image"]])
     operators = collections.Counter(n.op_type for n in onnx.load(str(int8)).graph.node)
     assert operators["Resize"] == 0 and operators["Mul"] >= 9
 

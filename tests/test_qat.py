@@ -67,6 +67,11 @@ def test_the_prepared_model_simulates_int8():
     assert (simulated.argmax(1) == exact.argmax(1)).float().mean() >= 0.75  # but still nearly the same function
 
 
+def test_a_prepared_model_is_not_prepared_again():
+    with pytest.raises(ValueError, match="already prepared"):
+        prepare_for_int8(prepare_for_int8(tiny_classifier()))
+
+
 def test_finishing_removes_only_the_simulation_hooks():
     from mobilenets.deploy.qat import finish_int8_training
 

@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=resolution, default=224, metavar="R")
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: PyTorch's)")
     p.add_argument("--runs", type=positive_int, default=30, metavar="N", help="timed runs per measurement")
+    p.add_argument("--rounds", type=positive_int, default=5, metavar="N",
+                   help="interleaved rounds the runs are split into (backends take turns in each)")
     p.add_argument("--output", default="bench", metavar="DIR")
     p.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
     p.set_defaults(run=run)
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure, write the reports, print the table (or JSON)."""
     try:
         results = benchmark(args.models, args.backends, args.batch, resolution=args.resolution,
-                            threads=args.threads, runs=args.runs, progress=not args.json)
+                            threads=args.threads, runs=args.runs, rounds=args.rounds, progress=not args.json)
     except ImportError as e:
         raise CommandError(f"{e}: the onnxruntime backends need pip install 'mobilenets[deploy]'") from None
     written = write_reports(results, Path(args.output), f"mobilenets bench, {args.resolution}px")

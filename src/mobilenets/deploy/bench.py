@@ -68,14 +68,22 @@ def median_p90(times: Iterable[float]) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
-def interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, runs: int, warmup: int = 3,
+def _round_count(runs: int, rounds: int) -> int:
+    """How many rounds `interleaved` splits `runs` runs into: `rounds`, or fewer when there are fewer runs."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
+    return max(1, min(rounds, runs))
+
+
+def interleaved(runners: dict[str, Callable[[], object]], *, runs: int, rounds: int = 5, warmup: int = 3,
                 settle_s: float = 0.1,
                 after_round: Callable[[], object] = lambda: None) -> dict[str, list[list[float]]]:
-    """Wall times (ms) of each runner over `rounds` rounds of `runs` runs: per runner, a list per round. The
-    runners take turns within a round, in an order reversed every other round, so a slow minute of a shared
-    machine (and being first) falls on all of them alike. Each turn starts with untimed runs, at least `warmup`
-    and `settle_s` seconds of them: the previous runner's threads (PyTorch's OpenMP pool, onnxruntime's) spin
-    on the cores for a while after it."""
+    """Wall times (ms) of each runner, `runs` runs split over `rounds` rounds (fewer if runs < rounds): per
+    runner, a list per round. The runners take turns within a round, in an order reversed every other round,
+    so a slow minute of a shared machine (and being first) falls on all of them alike. Each turn starts with
+    untimed runs, at least `warmup` and `settle_s` seconds of them: the previous runner's threads (PyTorch's
+    OpenMP pool, onnxruntime's) spin on the cores for a while after it."""
+    rounds = _round_count(runs, rounds)
     times: dict[str, list[list[float]]] = {key: [] for key in runners}
     for round_index in range(rounds):
         order = list(runners) if round_index % 2 == 0 else list(runners)[::-1]
@@ -84,7 +92,8 @@ def interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, runs: 
             while done < warmup or time.perf_counter() - start < settle_s:
                 runners[key]()
                 done += 1
-            times[key].append([_seconds(runners[key]) * 1e3 for _ in range(runs)])
+            this_round = runs // rounds + (round_index < runs % rounds)
+            times[key].append([_seconds(runners[key]) * 1e3 for _ in range(this_round)])
         after_round()
     return times
 
@@ -137,8 +146,8 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
               threads: int | None = None, runs: int = 30, rounds: int = 5, progress: bool = True) -> list[Measurement]:
     """Time every model × backend × batch; returns the measurements (fp32 limit from a measured matmul).
 
-    A model's backends at one batch size are timed interleaved (`interleaved`: `rounds` rounds, `runs` runs in
-    all per backend), so their ratios hold even when the machine's speed drifts during the run."""
+    A model's backends at one batch size are timed interleaved (`interleaved`: `runs` runs per backend over
+    `rounds` rounds), so their ratios hold even when the machine's speed drifts during the run."""
     models, backends, batches = list(models), list(backends), list(batches)
     if unknown := [b for b in backends if b not in BACKENDS]:
         raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
@@ -146,9 +155,9 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     flops = matmul_flops()
-    rounds = max(1, min(rounds, runs))
     results = []
-    bar = tqdm(total=len(models) * len(batches) * rounds, desc="benchmark", disable=not progress, unit="round")
+    bar = tqdm(total=len(models) * len(batches) * _round_count(runs, rounds), desc="benchmark",
+               disable=not progress, unit="round")
     with tempfile.TemporaryDirectory() as tmp, bar:
         for name in models:
             torch.manual_seed(0)
@@ -161,7 +170,7 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
                     work = Path(tmp) / f"{name}-{backend}-{batch}"
                     work.mkdir()
                     runners[backend] = make_runner(model, backend, x, work, threads)
-                times = interleaved(runners, rounds=rounds, runs=-(-runs // rounds), after_round=bar.update)
+                times = interleaved(runners, runs=runs, rounds=rounds, after_round=bar.update)
                 madds = profile(model, resolution).madds * batch
                 for backend in backends:
                     median, p90 = median_p90(chain.from_iterable(times[backend]))

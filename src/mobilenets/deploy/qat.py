@@ -44,6 +44,8 @@ def _quantize_input(module: nn.Module, args: tuple) -> tuple:
 def prepare_for_int8(model: nn.Module, *, reduce_range: bool = True) -> nn.Module:
     """A batch-norm-folded copy of `model` without dropout, with fake-quantized weights and layer inputs, ready
     to fine-tune."""
+    if any(hasattr(module, "input_quant_hook") for module in model.modules()):
+        raise ValueError("this model is already prepared for int8 training")
     model = fold_batchnorm(model)
     for module in model.modules():
         if isinstance(module, nn.Dropout):

@@ -11,7 +11,6 @@ classifier; by default none is, since none measurably helped enough to pay for i
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -135,14 +134,18 @@ def _name_nodes(graph) -> None:
 def _drop_channel_broadcasts(graph) -> None:
     """Remove the Resize nodes `export` puts before squeeze-excitation's Mul, in place: they keep fp32 in
     onnxruntime's NCHWc layout, but int8 kernels broadcast natively and the Resize made V3 int8 4–9% slower."""
-    resizes = [n for n in graph.node if n.op_type == "Resize" and n.name.startswith(f"{CHANNEL_BROADCAST}/")]
-    for resize in resizes:
+    ours = f"{CHANNEL_BROADCAST}/"
+    for resize in [n for n in graph.node if n.op_type == "Resize" and n.name.startswith(ours)]:
         for node in graph.node:
             node.input[:] = [resize.input[0] if name == resize.output[0] else name for name in node.input]
+        for output in graph.output:
+            if output.name == resize.output[0]:
+                output.name = resize.input[0]
         graph.node.remove(resize)
     used = {name for node in graph.node for name in node.input}
-    for tensor in [t for t in graph.initializer if t.name.startswith(f"{CHANNEL_BROADCAST}/") and t.name not in used]:
-        graph.initializer.remove(tensor)
+    for entries in (graph.initializer, graph.value_info):
+        for entry in [e for e in entries if e.name.startswith(ours) and e.name not in used]:
+            entries.remove(entry)
 
 
 def _add_metadata(target: Path, metadata: list) -> None:
@@ -192,7 +195,7 @@ def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, 
     """int8 against fp32 on the same images: top-1 agreement, accuracy (with labels), batch-1 latency (ms)."""
     import onnxruntime as ort
 
-    from .bench import interleaved
+    from .bench import interleaved, median_p90
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_model, int8_model)]
     names = [s.get_inputs()[0].name for s in sessions]
@@ -205,11 +208,9 @@ def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, 
 
     fp32, int8 = predict(0).argmax(1), predict(1).argmax(1)
     one = images[:1]
-    rounds = min(5, runs)
     times = interleaved({precision: lambda s=s, n=n: s.run(None, {n: one})
-                         for precision, s, n in zip(("fp32", "int8"), sessions, names, strict=True)},
-                        rounds=rounds, runs=-(-runs // rounds))
-    latency = {precision: statistics.median(chain.from_iterable(per_round)) for precision, per_round in times.items()}
+                         for precision, s, n in zip(("fp32", "int8"), sessions, names, strict=True)}, runs=runs)
+    latency = {precision: median_p90(chain.from_iterable(per_round))[0] for precision, per_round in times.items()}
     report = {"agreement": float((fp32 == int8).mean()), "fp32_ms": latency["fp32"], "int8_ms": latency["int8"]}
     if labels is not None:
         report |= {"fp32_top1": float((fp32 == labels).mean()), "int8_top1": float((int8 == labels).mean())}
