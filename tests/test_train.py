@@ -272,3 +272,19 @@ def test_int8_export_after_quantization_aware_finetuning(finished_run, tmp_path)
     assert refused.returncode == 2 and "--qat-epochs needs --int8" in refused.stderr
     negative = subprocess.run([*export[:-1], "-1", "--int8"], capture_output=True, text=True)
     assert negative.returncode == 2 and "--qat-epochs must be 0 or more, got -1" in negative.stderr
+
+
+def test_metrics_csv_every_epoch_curves_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch):
+    from mobilenets import runs
+
+    drawn = []
+    monkeypatch.setattr(runs, "plot_curves", lambda history, path, **kw: drawn.append(len(history)))
+    files = runs.MetricsFiles(tmp_path, ["epoch", "top1"], ("top1",), "accuracy", plot_every_s=3600)
+    history = []
+    for epoch in range(1, 4):
+        history.append({"epoch": epoch, "top1": epoch / 10})
+        files.update(history)
+        assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + epoch
+    files.finish(history)
+    files.finish(history)
+    assert drawn == [1, 3]  # the first epoch at once, then only the end

@@ -1,5 +1,5 @@
 """What every training run shares: logging into its output folder, optimizer and learning-rate schedule,
-and the metrics files (metrics.csv and curves.png) rewritten after each epoch."""
+and the metrics files (metrics.csv rewritten after each epoch, curves.png redrawn every half minute)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import io
 import logging
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,12 +112,33 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: Any, steps_per_epoc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def write_metrics(out: Path, history: list[dict[str, float]], columns: Sequence[str],
-                  scores: Sequence[str], score_label: str) -> None:
-    """metrics.csv (one row per epoch) and curves.png (losses, and the validation `scores` against epoch)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(out / "metrics.csv", buffer.getvalue())
-    plot_curves(history, out / "curves.png", scores=scores, score_label=score_label)
+class MetricsFiles:
+    """A run's metrics.csv, rewritten after every epoch, and curves.png (losses, and the validation `scores`
+    against epoch), redrawn at most every `plot_every_s` seconds and at the end: a redraw takes about half a
+    second, which dominated runs of many short epochs."""
+
+    def __init__(self, out: Path, columns: Sequence[str], scores: Sequence[str], score_label: str, *,
+                 plot_every_s: float = 30.0) -> None:
+        self.out, self.columns, self.scores, self.score_label = out, list(columns), scores, score_label
+        self.plot_every_s = plot_every_s
+        self._plotted_at: float | None = None
+        self._plotted_rows = 0
+
+    def update(self, history: list[dict[str, float]]) -> None:
+        """Rewrite metrics.csv; redraw curves.png if the last drawing is older than `plot_every_s`."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        write_text(self.out / "metrics.csv", buffer.getvalue())
+        if self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_every_s:
+            self._plot(history)
+
+    def finish(self, history: list[dict[str, float]]) -> None:
+        """Redraw curves.png if the last drawing misses epochs."""
+        if history and self._plotted_rows != len(history):
+            self._plot(history)
+
+    def _plot(self, history: list[dict[str, float]]) -> None:
+        plot_curves(history, self.out / "curves.png", scores=self.scores, score_label=self.score_label)
+        self._plotted_at, self._plotted_rows = time.monotonic(), len(history)

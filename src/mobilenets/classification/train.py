@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .._atomic import write_text
 from ..models import MobileNet, build_model, create_model
 from ..runs import (
+    MetricsFiles,
     ResumeError,
     make_optimizer,
     make_scheduler,
     restore_run,
     save_training_state,
     start_logging,
-    write_metrics,
 )
 from ..weights.convert import checkpoint_num_classes, load_into
 from ..weights.io import save
@@ -160,6 +160,7 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
     log.info("model: %s α=%g, %d classes, %s on %s%s", config.model, config.width, len(data.classes),
              f"{sum(p.numel() for p in model.parameters()):,} parameters", device,
              f", {job.world_size} processes" if job.enabled else "")
+    metrics = MetricsFiles(out, METRICS, ("top1", "top5"), "validation accuracy")
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
         data.train.set_epoch(epoch)
@@ -191,7 +192,7 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
                 "scheduler": scheduler.state_dict(), "history": history, "best": best,
                 "train_config": config.to_dict(), "model_config": model.config, "meta": _meta(config, data, history),
                 **({"model_ema": ema.module.state_dict(), "ema_averager": ema.state_dict()} if ema else {})})
-            write_metrics(out, history, METRICS, ("top1", "top5"), "validation accuracy")
+            metrics.update(history)
             log.info("epoch %d/%d  train loss %.4f  val loss %.4f  top-1 %.4f  top-5 %.4f  %.0f images/s  %.0fs",
                      epoch + 1, config.epochs, stats.loss, result.loss, result.top1, result.top5,
                      row["images_per_second"], stats.seconds)
@@ -203,6 +204,7 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
                "skipped_files": len(data.skipped), "skipped": [f"{p}: {r}" for p, r in data.skipped],
                "seconds": round(sum(r["seconds"] for r in history), 1), "output": str(out)}
     if job.is_main:
+        metrics.finish(history)
         write_text(out / "summary.json", json.dumps(summary, indent=2))
         log.info("best top-1 %.4f at epoch %d; checkpoints in %s", best["top1"], best["epoch"], out)
     return TrainResult(summary, model, out)

@@ -16,13 +16,13 @@ from .._atomic import write_text
 from ..classification.distributed import choose_device
 from ..classification.engine import NonFiniteLossError, train_one_epoch
 from ..runs import (
+    MetricsFiles,
     ResumeError,
     make_optimizer,
     make_scheduler,
     restore_run,
     save_training_state,
     start_logging,
-    write_metrics,
 )
 from ..weights.io import save
 from .checkpoint import TASK, pretrained_detector
@@ -126,6 +126,7 @@ def _train(config: DetectConfig, device: torch.device, out: Path, progress: bool
     log.info("model: CenterNet on %s α=%g, %d classes, %s parameters, %dx%d input, on %s", config.backbone,
              config.width, len(data.classes), f"{sum(p.numel() for p in model.parameters()):,}",
              config.image_size, config.image_size, device)
+    metrics = MetricsFiles(out, METRICS, ("map50", "map"), "validation AP")
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
         data.train.set_epoch(epoch)
@@ -151,12 +152,13 @@ def _train(config: DetectConfig, device: torch.device, out: Path, progress: bool
             "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "history": history, "best": best,
             "train_config": config.to_dict(), "model_config": model.config, "meta": _meta(config, data, history)})
-        write_metrics(out, history, METRICS, ("map50", "map"), "validation AP")
+        metrics.update(history)
         log.info("epoch %d/%d  train loss %.4f  val loss %.4f  AP %.4f  AP50 %.4f  %.0f images/s  %.0fs",
                  epoch + 1, config.epochs, stats.loss, result.loss, result.metrics["map"], result.metrics["map50"],
                  stats.images_per_second, stats.seconds)
         if config.overfit and _overfitted(history):
             break
+    metrics.finish(history)
     summary = _summary(config, data, history, best, out)
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     log.info("best AP %.4f (AP50 %.4f) at epoch %d; checkpoints in %s", best["map"], best["map50"], best["epoch"],
