@@ -16,8 +16,7 @@ from ..classification.data import build_data
 from ..classification.evaluate import evaluation_set, training_config
 from ..data.folder import DataError
 from ..data.transforms import default_preprocess, eval_transform
-from ..deploy import FLOAT_GROUPS, FORMATS, calibration_batches, export, quantize
-from ..deploy.qat import finetune_for_int8
+from ..deploy import FLOAT_GROUPS, FORMATS, calibration_batches, export, finetune_for_int8, quantize
 from ..deploy.quantize import checked_groups, compare
 from ..weights.convert import WeightsError
 from . import CommandError, add_model_arguments, model_from_args, resolution

@@ -155,7 +155,7 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     flops = matmul_flops()
-    results = []
+    measured: dict[tuple[str, str, int], Measurement] = {}
     bar = tqdm(total=len(models) * len(batches) * _round_count(runs, rounds), desc="benchmark",
                disable=not progress, unit="round")
     with tempfile.TemporaryDirectory() as tmp, bar:
@@ -174,10 +174,10 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
                 madds = profile(model, resolution).madds * batch
                 for backend in backends:
                     median, p90 = median_p90(chain.from_iterable(times[backend]))
-                    results.append(Measurement(name, backend, batch, median, p90, madds, 2 * madds / flops * 1e3,
-                                               max(published) if published else None))
-    order = {(m, b, n): i for i, (m, b, n) in enumerate((m, b, n) for m in models for b in backends for n in batches)}
-    return sorted(results, key=lambda r: order[r.model, r.backend, r.batch])
+                    measured[name, backend, batch] = Measurement(name, backend, batch, median, p90, madds,
+                                                                 2 * madds / flops * 1e3,
+                                                                 max(published) if published else None)
+    return [measured[m, b, n] for m in models for b in backends for n in batches]
 
 
 def write_reports(results: list[Measurement], out: Path, title: str) -> list[Path]:
