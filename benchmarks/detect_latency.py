@@ -21,6 +21,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from mobilenets import cpu
 from mobilenets.deploy import export
 from mobilenets.deploy.bench import onnx_session, time_call
 from mobilenets.detection import create_detector, decode
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu.summary()}")
     print(f"{args.threads} threads, torch {torch.__version__}; end-to-end ms per 640x480 image, median of "
           f"{args.runs}\n")
     print("| detector | input | params | MAdds | onnxruntime ms (network alone) | eager ms | vs seed 600 ms |")

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mobilenets import cpu
 from mobilenets.classification import train
 from mobilenets.detection.config import DetectConfig
 from mobilenets.plots import pyplot, save_figure
@@ -72,6 +73,7 @@ def main() -> None:
                         help="plot two finished runs (output folders) instead of training them")
     parser.add_argument("--output", default="docs/detect_learning.png")
     args = parser.parse_args()
+    print(f"CPU: {cpu.summary()}")
     with tempfile.TemporaryDirectory() as work:
         runs = [Path(r) for r in args.from_runs] if args.from_runs else _train_pair(args.classifier, work)
         curves = {label: _read_curve(run) for label, run in zip(LABELS, runs, strict=True)}

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from detect_latency import end_to_end_ms
 
+from mobilenets import cpu
 from mobilenets.detection.train import train_detector
 from mobilenets.profile import profile
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu.summary()}\n")
     print("| backbone | width | input | AP50 | AP | params | MAdds | train s | ms at input | ms at 512 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:

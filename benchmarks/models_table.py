@@ -8,9 +8,11 @@ the known disagreements and the agreement rule); nothing here counts. Needs timm
 
 from __future__ import annotations
 
+import sys
+
 import torchvision
 
-from mobilenets import profile
+from mobilenets import cpu, profile
 from mobilenets.published import (
     KNOWN_DISAGREEMENTS,
     PEERS,
@@ -191,4 +193,5 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    print(f"CPU: {cpu.summary()}", file=sys.stderr)  # counts do not depend on it: kept out of docs/models.md
     print(render(), end="")

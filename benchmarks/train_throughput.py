@@ -22,6 +22,7 @@ import torch
 import torchvision
 
 import mobilenets
+from mobilenets import cpu
 from mobilenets.classification import train
 
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-default-run", action="store_true")
     args = parser.parse_args()
+    print(f"CPU: {cpu.summary()}")
     for channels_last in (False, True):
         throughput(args.batch, args.resolution, args.steps, args.rounds, channels_last)
     if not args.skip_default_run:

@@ -22,6 +22,7 @@ import torch
 import torchvision
 
 import mobilenets
+from mobilenets import cpu
 from mobilenets.deploy import export
 from mobilenets.deploy.bench import interleaved, matmul_flops, onnx_session, time_call
 
@@ -41,6 +42,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     flops = matmul_flops()
     x = torch.randn(1, 3, 224, 224)
+    print(f"CPU: {cpu.summary()}")
     print(f"{args.threads} threads, matmul {flops / 1e9:.1f} GFLOP/s, median of {args.rounds} interleaved rounds "
           f"of {args.runs} runs\n")
     print("| model | torchvision eager ms | torchvision ONNX ms | ours ONNX ms | ours / torchvision ONNX | "

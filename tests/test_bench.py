@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from mobilenets import cpu
 from mobilenets.deploy.bench import benchmark, interleaved, time_call, write_reports
 
 pytest.importorskip("onnxruntime")
@@ -61,3 +62,5 @@ def test_bench_command_prints_json_and_writes_reports(tmp_path):
     report = json.loads(done.stdout)
     assert [(r["model"], r["backend"], r["batch"]) for r in report["results"]] == [("mobilenet_v3_small", "eager", 1)]
     assert (tmp_path / "bench.csv").is_file() and (tmp_path / "bench.md").is_file()
+    assert report["cpu"] == json.loads(json.dumps(cpu.describe().to_dict()))  # where it was measured
+    assert (tmp_path / "bench.md").read_text().splitlines()[2] == f"CPU: {cpu.summary()}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_batchnorm
+from conftest import nontrivial
 from torchvision.ops import box_iou
 
 import mobilenets
@@ -49,7 +49,7 @@ def small_detector(backbone: str = "mobilenet_v3_small", num_classes: int = 3, w
 @pytest.mark.parametrize("width_mult", [0.35, 1.0])
 @pytest.mark.parametrize("backbone", mobilenets.list_models())
 def test_outputs_are_at_stride_4_and_odd_sizes_are_zero_padded(backbone, width_mult):
-    model = randomize_batchnorm(small_detector(backbone, width_mult=width_mult))
+    model = nontrivial(small_detector(backbone, width_mult=width_mult))
     x = torch.randn(2, 3, 100, 70)
     with torch.no_grad():
         outputs = model(x)
@@ -85,17 +85,8 @@ def test_separable_heads_save_exactly_the_full_3x3_convs_cost_but_the_depthwise_
         small_detector(head_conv="deformable")
 
 
-def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics and head outputs of a trained size, not the near-constant start."""
-    model = randomize_batchnorm(model)
-    with torch.no_grad():
-        for head in (model.heatmap, model.size, model.offset):
-            head[2].weight.normal_(0, 0.1)
-    return model
-
-
 def test_onnx_outputs_match_pytorch(tmp_path):
-    model = _trained_looking(small_detector("mobilenet_v3_small"))
+    model = nontrivial(small_detector("mobilenet_v3_small"), size=128)
     path = export(model, "onnx", tmp_path / "centernet.onnx", resolution=128)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(1, 3, 128, 128)
@@ -108,7 +99,7 @@ def test_onnx_outputs_match_pytorch(tmp_path):
 
 
 def test_torchscript_matches_pytorch_on_odd_sizes(tmp_path):
-    model = _trained_looking(small_detector("mobilenet_v2"))
+    model = nontrivial(small_detector("mobilenet_v2"), size=128)
     scripted = torch.jit.load(str(export(model, "torchscript", tmp_path / "centernet.pt", resolution=128)))
     x = torch.randn(1, 3, 100, 70)
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import int8_weights, randomize_batchnorm
+from conftest import error_to_signal, int8_weights, nontrivial, on_cpu
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -16,12 +16,10 @@ pytest.importorskip("onnx")
 
 
 def tiny_classifier() -> nn.Module:
-    """A small classifier whose outputs are not near zero (as a freshly built one's are): BN statistics and
-    the last layer randomised."""
-    torch.manual_seed(0)
-    model = randomize_batchnorm(mobilenets.create_model("mobilenet_v3_small", width_mult=0.35, num_classes=4))
-    nn.init.normal_(model.head.fc.weight, std=0.1)
-    return model
+    """A small classifier with trained-like weights, for 32 px inputs: outputs of about 1 that depend on the input
+    (a freshly built one's are near zero and nearly constant)."""
+    torch.manual_seed(0)  # for the dropout of fine-tuning
+    return nontrivial(mobilenets.create_model("mobilenet_v3_small", width_mult=0.35, num_classes=4), size=32)
 
 
 def batches(count: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -59,12 +57,13 @@ def test_finetuned_weights_lie_on_the_int8_grid_and_the_simulation_is_removed(re
 
 def test_the_prepared_model_simulates_int8():
     model = tiny_classifier().eval()
-    prepared = prepare_for_int8(model).eval()
+    prepared = prepare_for_int8(model, reduce_range=True).eval()  # the coarser grid, on every CPU
     x = batches(1)[0][0]
     with torch.no_grad():
         simulated, exact = prepared(x), model(x)
     assert not torch.equal(simulated, exact)  # weights and inputs rounded
     assert (simulated.argmax(1) == exact.argmax(1)).float().mean() >= 0.75  # but still nearly the same function
+    assert error_to_signal(simulated, exact) <= 0.5  # about 0.2 (a badly calibrated int8 copy: about 1)
 
 
 def test_a_prepared_model_is_not_prepared_again():
@@ -85,10 +84,26 @@ def test_finishing_removes_only_the_simulation_hooks():
     assert seen == [torch.Size([8, 3, 32, 32])]  # the caller's hook still runs
 
 
-def test_quantizing_the_finetuned_model_keeps_its_weights_exactly(tmp_path):
+def grid_levels(prepared: nn.Module) -> list[int]:
+    """The levels of each weight grid `prepare_for_int8` put on `prepared`."""
+    return [m.parametrizations.weight[0].levels for m in prepared.modules() if parametrize.is_parametrized(m)]
+
+
+@pytest.mark.parametrize(("flags", "levels", "other"), [(("avx2",), 64, 127), (("avx2", "avx512_vnni"), 127, 64)])
+def test_the_default_grid_is_the_one_chosen_for_this_cpu(monkeypatch, flags, levels, other):
+    on_cpu(monkeypatch, flags)
+    chosen = grid_levels(prepare_for_int8(tiny_classifier()))
+    assert len(chosen) > 30 and set(chosen) == {levels}
+    assert set(grid_levels(prepare_for_int8(tiny_classifier(), reduce_range=other == 64))) == {other}  # asked: wins
+
+
+@pytest.mark.parametrize("flags", [("avx2",), ("avx2", "avx512_vnni")])
+def test_quantizing_the_finetuned_model_keeps_its_weights_exactly(tmp_path, monkeypatch, flags):
+    """With the defaults on a CPU with VNNI and on one without, fine-tuning and quantizing use the same grid."""
     from mobilenets.data.transforms import default_preprocess
     from mobilenets.deploy import calibration_batches, export, quantize
 
+    on_cpu(monkeypatch, flags)
     tuned = finetune_for_int8(tiny_classifier(), batches(), epochs=1, observe_steps=1, progress=False)
     fp32 = export(tuned, "onnx", tmp_path / "fp32.onnx", resolution=32)
     int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, default_preprocess(32), images=8))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize_batchnorm
+from conftest import nontrivial
 
 import mobilenets
 from mobilenets.weights import WeightsError
@@ -17,7 +17,7 @@ from mobilenets.weights import WeightsError
     ("mobilenet_v3_small", {"minimal": True, "tf_padding": True, "num_classes": 7}),
 ])
 def test_save_then_load_is_the_same_model(tmp_path, image_batch, name, options):
-    model = randomize_batchnorm(mobilenets.create_model(name, **options))
+    model = nontrivial(mobilenets.create_model(name, **options))
     path = mobilenets.save(model, tmp_path / "model.safetensors")
     loaded = mobilenets.load(path).eval()
     assert loaded.config == model.config

@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import mobilenets
+import mobilenets.cpu
 from mobilenets.classification import TrainingError, evaluate, make_config, train
 
 TINY = {"model": "mobilenet_v3_small", "width": 0.25, "image_size": 32, "synthetic_train_size": 96,
@@ -51,6 +52,7 @@ def test_run_writes_every_output(finished_run):
     assert summary == json.loads(json.dumps(result.summary))
     assert {"best_top1", "best_epoch", "epochs", "model", "train_images", "skipped_files", "seconds"} <= set(summary)
     assert summary["epochs"] == 2 and summary["train_images"] == 96
+    assert summary["cpu"] == mobilenets.cpu.summary()  # where the figures were made: they vary with the ISA
     rows = metrics(out)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert list(rows[0]) == ["epoch", "lr", "train_loss", "val_loss", "top1", "top5", "images_per_second", "seconds"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import randomize_batchnorm
+from conftest import nontrivial
 from safetensors.torch import save_file
 
 import mobilenets
@@ -29,16 +29,9 @@ PEERS = [
 
 
 def peer_model(source: str, name: str) -> torch.nn.Module:
-    """A randomly initialised peer model with trained-like scales: non-trivial BN, O(1) logits."""
-    torch.manual_seed(0)
+    """A peer model with trained-like weights: logits of about 1 that every layer shows in."""
     model = getattr(torchvision.models, name)() if source == "torchvision" else timm.create_model(name)
-    randomize_batchnorm(model)
-    with torch.no_grad():
-        for m in model.modules():  # timm initialises its head for training, giving logits in the hundreds
-            if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.bias is not None
-                                                   and m.kernel_size == (1, 1) and m.out_channels >= 1000):
-                torch.nn.init.normal_(m.weight, 0, 0.01)
-    return model.eval()
+    return nontrivial(model, size=128)  # image_batch's
 
 
 def save_peer(model: torch.nn.Module, path) -> None:

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .. import cpu
 from .._atomic import write_text
 from ..models import MobileNet, build_model, create_model
 from ..runs import (
@@ -160,6 +161,7 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
     log.info("model: %s α=%g, %d classes, %s on %s%s", config.model, config.width, len(data.classes),
              f"{sum(p.numel() for p in model.parameters()):,} parameters", device,
              f", {job.world_size} processes" if job.enabled else "")
+    log.info("CPU: %s", cpu.summary())
     metrics = MetricsFiles(out, METRICS, ("top1", "top5"), "validation accuracy")
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
@@ -202,7 +204,8 @@ def _train(config: TrainConfig, device: torch.device, job: Distributed, out: Pat
                "final_top1": history[-1]["top1"] if history else None,
                "train_images": len(data.train), "val_images": len(data.val), "classes": data.classes,
                "skipped_files": len(data.skipped), "skipped": [f"{p}: {r}" for p, r in data.skipped],
-               "seconds": round(sum(r["seconds"] for r in history), 1), "output": str(out)}
+               "seconds": round(sum(r["seconds"] for r in history), 1), "output": str(out),
+               "cpu": cpu.summary()}  # results are reproducible on the same CPU and instruction set
     if job.is_main:
         metrics.finish(history)
         write_text(out / "summary.json", json.dumps(summary, indent=2))

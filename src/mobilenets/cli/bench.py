@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..cpu import describe
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..models import list_models
 from . import CommandError, positive_int, resolution
@@ -42,12 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=positive_int, default=5, metavar="N",
                    help="interleaved rounds the runs are split into (backends take turns in each)")
     p.add_argument("--output", default="bench", metavar="DIR")
-    p.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print the measurements and the CPU's description as one JSON object")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure, write the reports, print the table (or JSON)."""
+    """Measure, write the reports, print the table under the CPU's summary line (or JSON, with the CPU)."""
     try:
         results = benchmark(args.models, args.backends, args.batch, resolution=args.resolution,
                             threads=args.threads, runs=args.runs, rounds=args.rounds, progress=not args.json)
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{e}: the onnxruntime backends need pip install 'mobilenets[deploy]'") from None
     written = write_reports(results, Path(args.output), f"mobilenets bench, {args.resolution}px")
     if args.json:
-        print(json.dumps({"results": [asdict(r) for r in results], "files": [str(p) for p in written]}))
+        print(json.dumps({"cpu": describe().to_dict(), "results": [asdict(r) for r in results],
+                          "files": [str(p) for p in written]}))
     else:
         print((Path(args.output) / "bench.md").read_text())
     return 0

@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader
 from ..classification.checkpoint import load_classifier
 from ..classification.data import build_data
 from ..classification.evaluate import evaluation_set, training_config
+from ..cpu import has_int8_dot_product
 from ..data.folder import DataError
 from ..data.transforms import default_preprocess, eval_transform
 from ..deploy import FLOAT_GROUPS, FORMATS, calibration_batches, export, finetune_for_int8, quantize
-from ..deploy.quantize import checked_groups, compare
+from ..deploy.quantize import checked_groups, choose_weight_range, compare
 from ..weights.convert import WeightsError
 from . import CommandError, add_model_arguments, model_from_args, resolution
 
@@ -41,9 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-float", type=float_groups, default=(), metavar="GROUPS",
                    help=f"--int8: layer groups left in float, comma-separated, of {','.join(FLOAT_GROUPS)} "
                         "(default: none)")
-    p.add_argument("--full-range", action="store_true",
-                   help="--int8: 8-bit weights instead of 7, only for CPUs with VNNI (or ARM): on x86 CPUs "
-                        "without VNNI, onnxruntime's int8 products saturate with 8-bit weights")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--full-range", dest="reduce_range", action="store_const", const=False,
+                         help="--int8: 8-bit weights (the default on CPUs with VNNI, or ARM's dot product)")
+    weights.add_argument("--reduce-range", dest="reduce_range", action="store_const", const=True,
+                         help="--int8: 7-bit weights (the default on CPUs without: their onnxruntime int8 kernels "
+                              "saturate with 8-bit weights)")
     p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
                    help="--int8 --checkpoint: first fine-tune N epochs on the run's training data with int8 "
                         "simulated (quantization-aware), so that int8 keeps the fp32 predictions (default: 0)")
@@ -69,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--qat-epochs must be 0 or more, got {args.qat_epochs}")
     if args.qat_epochs and not (args.int8 and args.checkpoint):
         raise CommandError("--qat-epochs needs --int8 and a trained --checkpoint")
+    if args.reduce_range is not None and not args.int8:
+        raise CommandError("--full-range and --reduce-range need --int8")
+    if args.int8:  # quantize and the QAT grid make the same choice: choose_weight_range is their one source
+        print(f"int8 weights: {choose_weight_range(args.reduce_range)}")
     metadata = {}
     preprocess = classifier = None
     if args.checkpoint is not None:
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         model, size, preprocess = classifier.model, classifier.preprocess.image_size, classifier.preprocess
         metadata = {"classes": classifier.classes, "preprocess": classifier.preprocess.to_dict()}
         if args.qat_epochs:
-            model = _int8_finetuned(classifier, args.qat_epochs, reduce_range=not args.full_range)
+            model = _int8_finetuned(classifier, args.qat_epochs, reduce_range=args.reduce_range)
     else:
         model, size = model_from_args(args), 224
     metadata["model"] = model.config
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 preprocess = default_preprocess(size)
             try:
                 path = quantize(fp32, output, calibration_batches(args.calibration, preprocess),
-                                keep_float=args.keep_float, reduce_range=not args.full_range)
+                                keep_float=args.keep_float, reduce_range=args.reduce_range)
                 _report_int8(fp32, path, preprocess, classifier, args.val)
             except (ValueError, DataError) as e:
                 raise CommandError(str(e)) from None
@@ -103,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int8_finetuned(classifier, epochs: int, reduce_range: bool) -> torch.nn.Module:
+def _int8_finetuned(classifier, epochs: int, reduce_range: bool | None) -> torch.nn.Module:
     """The checkpoint's model after `epochs` of quantization-aware fine-tuning on its run's training data."""
     config = training_config(classifier)
     try:
@@ -139,5 +147,7 @@ def _report_int8(fp32: Path, int8: Path, preprocess, classifier, val: str | None
     print(f"int8 vs fp32 on {where}: top-1 agreement {report['agreement']:.4f}{accuracy}; batch-1 latency "
           f"{report['int8_ms']:.2f} ms vs {report['fp32_ms']:.2f} ms")
     if report["int8_ms"] >= report["fp32_ms"]:
+        why = ("even with this CPU's int8 dot product" if has_int8_dot_product()
+               else "this CPU has no int8 dot product (VNNI), so no fast int8 kernels")
         print(f"warning: on this CPU the int8 model is not faster than fp32 ({report['int8_ms']:.2f} ms vs "
-              f"{report['fp32_ms']:.2f} ms; no fast int8 kernels here): prefer the fp32 export", file=sys.stderr)
+              f"{report['fp32_ms']:.2f} ms; {why}): prefer the fp32 export", file=sys.stderr)

@@ -1,7 +1,8 @@
 """CPU latency of zoo models on the usual inference paths, measured in one run so the ratios are comparable.
 
 Each model × backend × batch is timed after a warm-up (median and 90th percentile); beside each latency, the
-physical limit: multiply-adds × 2 / the machine's measured fp32 matrix-multiply FLOP/s.
+physical limit: multiply-adds × 2 / the machine's measured fp32 matrix-multiply FLOP/s. The reports name the CPU
+and its instruction sets (`mobilenets.cpu`), since they decide the kernels and so the ratios.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .. import cpu
 from .._atomic import write_text
 from ..models import create_model
 from ..profile import profile
@@ -181,12 +183,14 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
 
 
 def write_reports(results: list[Measurement], out: Path, title: str) -> list[Path]:
-    """bench.csv, bench.md and pareto.png (latency against top-1 and against MAdds) in `out`."""
+    """bench.csv, bench.md (under `title`, the CPU's summary line) and pareto.png (latency against top-1 and
+    against MAdds) in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in results]
     lines = [",".join(rows[0])] + [",".join(str(v) for v in row.values()) for row in rows]
     write_text(out / "bench.csv", "\n".join(lines) + "\n")
-    md = [f"# {title}", "", "| model | backend | batch | median ms | p90 ms | limit ms | limit / median |",
+    md = [f"# {title}", "", f"CPU: {cpu.summary()}", "",
+          "| model | backend | batch | median ms | p90 ms | limit ms | limit / median |",
           "|---|---|---:|---:|---:|---:|---:|"]
     md += [f"| {r.model} | {r.backend} | {r.batch} | {r.median_ms:.2f} | {r.p90_ms:.2f} | {r.limit_ms:.2f} | "
            f"{r.limit_ms / r.median_ms:.2f} |" for r in results]

@@ -2,9 +2,10 @@
 post-training quantization (`quantize`) makes from the result keeps the fp32 model's predictions.
 
 The simulation matches what `quantize` does: batch norm folded into the convolutions first, per-output-channel
-symmetric weights on a 7-bit grid (8 with `reduce_range=False`), uint8 per-tensor inputs to every convolution and
-linear layer with min/max ranges. torch's fake-quantization operators do the rounding (with straight-through
-gradients); the deployed model is still quantized by onnxruntime's tooling.
+symmetric weights on the same 7- or 8-bit grid (`choose_weight_range`: chosen for this CPU unless `reduce_range`
+is given), uint8 per-tensor inputs to every convolution and linear layer with min/max ranges. torch's
+fake-quantization operators do the rounding (with straight-through gradients); the deployed model is still
+quantized by onnxruntime's tooling.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..classification.engine import train_one_epoch
 from .export import fold_batchnorm
+from .quantize import choose_weight_range
 
 QUANTIZED = (nn.Conv2d, nn.Linear)
 
@@ -41,17 +43,18 @@ def _quantize_input(module: nn.Module, args: tuple) -> tuple:
     return (module.input_quant(args[0]), *args[1:])
 
 
-def prepare_for_int8(model: nn.Module, *, reduce_range: bool = True) -> nn.Module:
-    """A batch-norm-folded copy of `model` without dropout, with fake-quantized weights and layer inputs, ready
-    to fine-tune."""
+def prepare_for_int8(model: nn.Module, *, reduce_range: bool | None = None) -> nn.Module:
+    """A batch-norm-folded copy of `model` without dropout, with fake-quantized weights (on the grid
+    `choose_weight_range(reduce_range)` picks, as `quantize` does) and layer inputs, ready to fine-tune."""
     if any(hasattr(module, "input_quant_hook") for module in model.modules()):
         raise ValueError("this model is already prepared for int8 training")
+    levels = 64 if choose_weight_range(reduce_range).reduce_range else 127
     model = fold_batchnorm(model)
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0  # settling weights onto the grid needs no regularisation; export drops it anyway
         if isinstance(module, QUANTIZED):
-            parametrize.register_parametrization(module, "weight", SymmetricWeightGrid(64 if reduce_range else 127))
+            parametrize.register_parametrization(module, "weight", SymmetricWeightGrid(levels))
             module.input_quant = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
                                               dtype=torch.quint8, qscheme=torch.per_tensor_affine)
             module.input_quant_hook = module.register_forward_pre_hook(_quantize_input)
@@ -70,7 +73,8 @@ def finish_int8_training(model: nn.Module) -> nn.Module:
 
 
 def finetune_for_int8(model: nn.Module, loader: Iterable, *, epochs: int = 2, lr: float = 1e-3,
-                      observe_steps: int = 100, reduce_range: bool = True, progress: bool = True) -> nn.Module:
+                      observe_steps: int = 100, reduce_range: bool | None = None, progress: bool = True
+                      ) -> nn.Module:
     """Fine-tune a trained classifier for `epochs` with int8 simulated (SGD, cosine from `lr`); returns the new
     batch-norm-folded float model. Activation ranges are observed for `observe_steps` steps, then frozen so
     the weights settle on fixed grids."""

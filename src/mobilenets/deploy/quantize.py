@@ -2,22 +2,26 @@
 
 Per-channel int8 weights and uint8 activations in the QDQ format, calibrated on real images. onnxruntime's
 `quant_pre_process` runs first: without it ReLU6's Clip bounds stay as separate nodes and the quantized model
-gets slower, not faster (../shared/reference/PERFORMANCE.md). Weights use 7 bits by default: onnxruntime's u8s8
-kernels on x86 CPUs without VNNI add pairs of u8 x s8 products in 16 bits, which saturate with 8-bit weights (on
-the default trained model: 93% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups
-that cost accuracy in int8 can be kept in float: the first convolution, the squeeze-excitation blocks and the
-classifier; by default none is, since none measurably helped enough to pay for its float time.
+gets slower, not faster (../shared/reference/PERFORMANCE.md). Weights use 8 bits on CPUs with VNNI (ARM: the dot
+product) and 7 elsewhere, unless told (`choose_weight_range`): onnxruntime's u8s8 kernels on x86 CPUs without VNNI
+add pairs of u8 x s8 products in 16 bits, which saturate with 8-bit weights (the default trained model on such a
+CPU: 93% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups that cost accuracy in
+int8 can be kept in float: the first convolution, the squeeze-excitation blocks and the classifier; by default
+none is, since none measurably helped enough to pay for its float time.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from .. import cpu
 from .._atomic import atomic_path
 from .export import CHANNEL_BROADCAST
 
@@ -83,21 +87,57 @@ class _Batches:
         return None if batch is None else {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
 
 
+@dataclass(frozen=True)
+class WeightRange:
+    """The int8 weights' range, 7-bit (`reduce_range`) or 8-bit, and why it was chosen."""
+
+    reduce_range: bool
+    reason: str
+
+    @property
+    def bits(self) -> int:
+        """7 or 8."""
+        return 7 if self.reduce_range else 8
+
+    def __str__(self) -> str:
+        return f"{self.bits}-bit ({self.reason})"
+
+
+def choose_weight_range(reduce_range: bool | None = None) -> WeightRange:
+    """`reduce_range` if given, else what this CPU needs: 8-bit weights with VNNI (ARM: asimddp), 7-bit without,
+    where onnxruntime's u8s8 kernels add u8 x s8 products in 16 bits. The one place PTQ and QAT take their grid."""
+    info = cpu.describe()
+    dot = "VNNI" if info.is_x86 else "asimddp (ARM's int8 dot product)"
+    risk = f"this CPU has no {dot}: 8-bit weights would saturate onnxruntime's u8s8 kernels"
+    if reduce_range is not None:
+        reason = "reduced range, as asked" if reduce_range else "full range, as asked"
+        if not reduce_range and not info.int8_dot_product:
+            reason += f"; {risk} here"
+        return WeightRange(reduce_range, reason)
+    if info.int8_dot_product:
+        return WeightRange(False, f"full range; this CPU has {dot}")
+    return WeightRange(True, risk)
+
+
 def quantize(fp32_model: str | Path, output: str | Path, calibration: Iterable[np.ndarray], *,
-             keep_float: Iterable[str] = (), reduce_range: bool = True) -> Path:
+             keep_float: Iterable[str] = (), reduce_range: bool | None = None) -> Path:
     """Write an int8 (QDQ) copy of `fp32_model` calibrated on `calibration` batches; returns `output`.
 
-    `keep_float`: layer groups of FLOAT_GROUPS left in float. `reduce_range`: 7-bit weights, which cannot
-    saturate onnxruntime's u8s8 kernels on CPUs without VNNI; pass False only for a model that will run on CPUs
-    with VNNI (or ARM), and check the agreement with fp32 either way.
+    `keep_float`: layer groups of FLOAT_GROUPS left in float. `reduce_range`: 7-bit weights (True) or 8-bit
+    (False); None chooses for this CPU (`choose_weight_range`), so pass a bool for a model meant for other CPUs,
+    and check the agreement with fp32 either way. The choice and its reason go into the metadata
+    (`mobilenets.int8_weights`).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     output = Path(output)
+    weights = choose_weight_range(reduce_range)
     source = onnx.load(str(fp32_model))
-    metadata = list(source.metadata_props)
+    metadata = {p.key: p.value for p in source.metadata_props}
+    metadata["mobilenets.int8_weights"] = json.dumps({"bits": weights.bits, "reduce_range": weights.reduce_range,
+                                                      "reason": weights.reason, "cpu": cpu.summary()})
     with tempfile.TemporaryDirectory() as work:
         unbroadcast, prepared = Path(work) / "unbroadcast.onnx", Path(work) / "prepared.onnx"
         _drop_channel_broadcasts(source.graph)
@@ -110,7 +150,7 @@ def quantize(fp32_model: str | Path, output: str | Path, calibration: Iterable[n
         single = image_input.type.tensor_type.shape.dim[0].dim_value == 1
         with atomic_path(output) as tmp:
             quantize_static(str(prepared), str(tmp), _Batches(image_input.name, calibration, single),
-                            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+                            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=weights.reduce_range,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=float_node_names(model.graph, keep_float),
                             calibrate_method=CalibrationMethod.MinMax)
@@ -148,14 +188,15 @@ def _drop_channel_broadcasts(graph) -> None:
             entries.remove(entry)
 
 
-def _add_metadata(target: Path, metadata: list) -> None:
-    """Keep the fp32 model's metadata (class names, preprocessing) in the int8 model at `target`."""
+def _add_metadata(target: Path, metadata: dict[str, str]) -> None:
+    """Write `metadata` (the fp32 model's class names and preprocessing, the weights' range) into the int8 model
+    at `target`."""
     import onnx
 
     model = onnx.load(str(target))
-    for prop in metadata:
+    for key, value in metadata.items():
         entry = model.metadata_props.add()
-        entry.key, entry.value = prop.key, prop.value
+        entry.key, entry.value = key, value
     onnx.save(model, str(target))
 
 

@@ -12,6 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .. import cpu
 from .._atomic import write_text
 from ..classification.distributed import choose_device
 from ..classification.engine import NonFiniteLossError, train_one_epoch
@@ -126,6 +127,7 @@ def _train(config: DetectConfig, device: torch.device, out: Path, progress: bool
     log.info("model: CenterNet on %s α=%g, %d classes, %s parameters, %dx%d input, on %s", config.backbone,
              config.width, len(data.classes), f"{sum(p.numel() for p in model.parameters()):,}",
              config.image_size, config.image_size, device)
+    log.info("CPU: %s", cpu.summary())
     metrics = MetricsFiles(out, METRICS, ("map50", "map"), "validation AP")
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
@@ -175,7 +177,7 @@ def _summary(config: DetectConfig, data: DetectionData, history: list[dict[str, 
             "final": {k: history[-1][k] for k in ("map", "map50", "map75")} if history else None,
             "classes": data.classes, "train_images": len(data.train), "val_images": len(data.val),
             "skipped_files": len(data.skipped), "seconds": round(sum(r["seconds"] for r in history), 1),
-            "output": str(out)}
+            "output": str(out), "cpu": cpu.summary()}
 
 
 def _overfitted(history: list[dict[str, float]]) -> bool:

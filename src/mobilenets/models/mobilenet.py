@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,17 @@ class MobileNet(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """torchvision's MobileNet initialisation: Kaiming-normal (fan-out) convs, unit/zero norms, N(0, 0.01) linear."""
+    """He-normal convs over the fan-out of one group (as TensorFlow's MnasNet/EfficientNet code and timm do),
+    unit/zero norms, N(0, 0.01) linear.
+
+    torchvision counts a depthwise kernel's fan-out over all its channels (C*k*k, not k*k), which makes those
+    kernels sqrt(C) times too small: an adaptive optimiser's fixed-size steps then change them by a large part
+    of their size per step, and training turns chaotic (docs/benchmarks.md, "The default run").
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            fan_out = m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
