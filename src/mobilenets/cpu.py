@@ -49,6 +49,11 @@ class CpuInfo:
         return tuple(label for label, flags in labels if any(f in self.flags for f in flags))
 
     @property
+    def int8_dot_product_name(self) -> str:
+        """The instruction that sums int8 products in 32 bits on this architecture."""
+        return "VNNI" if self.is_x86 else "asimddp (ARM's int8 dot product)"
+
+    @property
     def int8_dot_product(self) -> bool:
         """Whether int8 products are summed in 32 bits by one instruction: VNNI on x86, asimddp on ARM."""
         wanted = ("avx512_vnni", "avx_vnni") if self.is_x86 else ("asimddp",)
@@ -111,9 +116,3 @@ def describe() -> CpuInfo:
 def summary() -> str:
     """The one-line summary of this process's CPU, to print at the top of a benchmark."""
     return describe().summary()
-
-
-def has_int8_dot_product() -> bool:
-    """Whether this CPU sums int8 products in 32 bits (VNNI, ARM asimddp): onnxruntime's u8s8 kernels then take
-    full-range 8-bit weights without saturating."""
-    return describe().int8_dot_product

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .. import cpu
 from ..classification.checkpoint import load_classifier
 from ..classification.data import build_data
 from ..classification.evaluate import evaluation_set, training_config
-from ..cpu import has_int8_dot_product
 from ..data.folder import DataError
 from ..data.transforms import default_preprocess, eval_transform
 from ..deploy import FLOAT_GROUPS, FORMATS, calibration_batches, export, finetune_for_int8, quantize
@@ -147,7 +147,8 @@ def _report_int8(fp32: Path, int8: Path, preprocess, classifier, val: str | None
     print(f"int8 vs fp32 on {where}: top-1 agreement {report['agreement']:.4f}{accuracy}; batch-1 latency "
           f"{report['int8_ms']:.2f} ms vs {report['fp32_ms']:.2f} ms")
     if report["int8_ms"] >= report["fp32_ms"]:
-        why = ("even with this CPU's int8 dot product" if has_int8_dot_product()
-               else "this CPU has no int8 dot product (VNNI), so no fast int8 kernels")
+        info = cpu.describe()
+        why = (f"even with this CPU's {info.int8_dot_product_name}" if info.int8_dot_product
+               else f"without {info.int8_dot_product_name} there are no fast int8 kernels")
         print(f"warning: on this CPU the int8 model is not faster than fp32 ({report['int8_ms']:.2f} ms vs "
               f"{report['fp32_ms']:.2f} ms; {why}): prefer the fp32 export", file=sys.stderr)

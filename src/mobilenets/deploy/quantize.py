@@ -5,7 +5,7 @@ Per-channel int8 weights and uint8 activations in the QDQ format, calibrated on 
 gets slower, not faster (../shared/reference/PERFORMANCE.md). Weights use 8 bits on CPUs with VNNI (ARM: the dot
 product) and 7 elsewhere, unless told (`choose_weight_range`): onnxruntime's u8s8 kernels on x86 CPUs without VNNI
 add pairs of u8 x s8 products in 16 bits, which saturate with 8-bit weights (the default trained model on such a
-CPU: 93% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups that cost accuracy in
+CPU: 92% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups that cost accuracy in
 int8 can be kept in float: the first convolution, the squeeze-excitation blocks and the classifier; by default
 none is, since none measurably helped enough to pay for its float time.
 """
@@ -107,12 +107,17 @@ def choose_weight_range(reduce_range: bool | None = None) -> WeightRange:
     """`reduce_range` if given, else what this CPU needs: 8-bit weights with VNNI (ARM: asimddp), 7-bit without,
     where onnxruntime's u8s8 kernels add u8 x s8 products in 16 bits. The one place PTQ and QAT take their grid."""
     info = cpu.describe()
-    dot = "VNNI" if info.is_x86 else "asimddp (ARM's int8 dot product)"
-    risk = f"this CPU has no {dot}: 8-bit weights would saturate onnxruntime's u8s8 kernels"
+    dot = info.int8_dot_product_name
+    if not info.flags:
+        risk = "this CPU's instruction sets are unknown: 7-bit weights are safe on every CPU"
+    elif info.is_x86:
+        risk = f"this CPU has no {dot}: 8-bit weights would saturate onnxruntime's u8s8 kernels"
+    else:
+        risk = f"this CPU has no {dot}: 7-bit weights, the safe choice"
     if reduce_range is not None:
         reason = "reduced range, as asked" if reduce_range else "full range, as asked"
         if not reduce_range and not info.int8_dot_product:
-            reason += f"; {risk} here"
+            reason += f"; {risk}"
         return WeightRange(reduce_range, reason)
     if info.int8_dot_product:
         return WeightRange(False, f"full range; this CPU has {dot}")

@@ -75,7 +75,7 @@ class Head(nn.Sequential):
         super().__init__(spatial, nn.ReLU(inplace=True), nn.Conv2d(hidden, out_channels, 1))
         self.hidden = hidden
         init_weights(spatial)
-        if separable:  # no norm follows it: keep its output's scale (fan-out init would shrink it 8x: fan 576, not 9)
+        if separable:  # no norm and no activation follow it: the linear gain over its fan-in (9), not He's sqrt(2)
             nn.init.kaiming_normal_(depthwise.weight, mode="fan_in", nonlinearity="linear")
         self.reset_output(out_channels, bias)
 

@@ -82,7 +82,7 @@ def init_weights(module: nn.Module) -> None:
 
     torchvision counts a depthwise kernel's fan-out over all its channels (C*k*k, not k*k), which makes those
     kernels sqrt(C) times too small: an adaptive optimiser's fixed-size steps then change them by a large part
-    of their size per step, and training turns chaotic (docs/benchmarks.md, "The default run").
+    of their size per step, and training turns chaotic (docs/benchmarks.md, "The default run over seeds").
     """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
