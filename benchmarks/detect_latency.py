@@ -23,10 +23,11 @@ from PIL import Image
 
 from mobilenets import cpu
 from mobilenets.deploy import export
-from mobilenets.deploy.bench import onnx_session, time_call
+from mobilenets.deploy.bench import onnx_session
+from mobilenets.deploy.timing import time_call
 from mobilenets.detection import create_detector, decode
 from mobilenets.detection.config import DetectConfig
-from mobilenets.detection.engine import CenterNetCriterion
+from mobilenets.detection.loss import CenterNetCriterion
 from mobilenets.detection.synthetic import SyntheticDetection
 from mobilenets.detection.transforms import boxes_to_original, collate, eval_transform, train_transform
 from mobilenets.profile import profile
@@ -100,7 +101,7 @@ def training_images_per_second(steps: int = 6) -> str:
     def step(batch: int) -> None:
         items = [augment(*data[batch * config.batch_size + i]) for i in range(config.batch_size)]
         x, targets = collate(items)
-        loss = criterion(model(x.contiguous(memory_format=torch.channels_last)), targets)["loss"]
+        loss = criterion(model(x.contiguous(memory_format=torch.channels_last)), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

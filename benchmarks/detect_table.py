@@ -18,7 +18,7 @@ import torch
 from detect_latency import end_to_end_ms
 
 from mobilenets import cpu
-from mobilenets.detection.train import train_detector
+from mobilenets.detection import train_detector
 from mobilenets.profile import profile
 
 

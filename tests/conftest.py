@@ -138,3 +138,30 @@ def on_cpu(monkeypatch, flags: tuple[str, ...], architecture: str = "x86_64") ->
     from mobilenets import cpu
 
     monkeypatch.setattr(cpu, "describe", lambda: cpu.CpuInfo("test CPU", architecture, flags))
+
+
+# The trained runs the end-to-end tests share (session-wide: each is trained once, whatever uses it).
+CLASSIFIER_RUN = {"model": "mobilenet_v3_small", "width": 0.25, "image_size": 32, "synthetic_train_size": 96,
+                  "synthetic_val_size": 40, "batch_size": 16, "epochs": 2, "workers": 0, "lr": 0.01,
+                  "warmup_epochs": 0.5}
+DETECTOR_RUN = {"backbone": "mobilenet_v3_small", "width": 0.5, "image_size": 96, "synthetic_train_size": 48,
+                "synthetic_val_size": 16, "batch_size": 8, "epochs": 2, "workers": 0, "lr": 0.004,
+                "warmup_epochs": 0.5}
+
+
+@pytest.fixture(scope="session")
+def classifier_run(tmp_path_factory):
+    """A finished classification run of CLASSIFIER_RUN: (its output folder, its TrainResult)."""
+    from mobilenets.classification import train
+
+    out = tmp_path_factory.mktemp("classifier") / "run"
+    return out, train(progress=False, output=str(out), **CLASSIFIER_RUN)
+
+
+@pytest.fixture(scope="session")
+def detector_run(tmp_path_factory):
+    """A finished detection run of DETECTOR_RUN: (its output folder, its TrainResult)."""
+    from mobilenets.detection import train_detector
+
+    out = tmp_path_factory.mktemp("detector") / "run"
+    return out, train_detector(progress=False, output=str(out), **DETECTOR_RUN)

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from mobilenets import cpu
-from mobilenets.deploy.bench import benchmark, interleaved, time_call, write_reports
+from mobilenets.deploy.bench import benchmark, write_reports
+from mobilenets.deploy.timing import interleaved, time_call
 
 pytest.importorskip("onnxruntime")
 

@@ -16,16 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DETECTOR_RUN as TINY
 from PIL import Image
 
 import mobilenets
+from mobilenets.detection import train_detector
 from mobilenets.detection.checkpoint import load_detector
 from mobilenets.detection.evaluate import coco_evaluate
 from mobilenets.detection.synthetic import SyntheticDetection, write_coco
-from mobilenets.detection.train import train_detector
-
-TINY = {"backbone": "mobilenet_v3_small", "width": 0.5, "image_size": 96, "synthetic_train_size": 48,
-        "synthetic_val_size": 16, "batch_size": 8, "epochs": 2, "workers": 0, "lr": 0.004, "warmup_epochs": 0.5}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -40,11 +38,9 @@ def tiny_recipe(tmp_path) -> list[str]:
     return ["--config", str(recipe)]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("detect") / "run"
-    result = train_detector(progress=False, output=str(out), **TINY)
-    return out, result
+@pytest.fixture
+def finished_run(detector_run):
+    return detector_run
 
 
 def test_run_writes_every_output(finished_run):
@@ -153,11 +149,11 @@ def test_overfit_check_passes_on_a_handful_of_images(tmp_path):
 
 
 def test_overfit_check_fails_clearly_when_the_loss_cannot_learn(tmp_path, monkeypatch):
-    from mobilenets.detection import train as detect_train
-    from mobilenets.detection.train import DetectTrainingError
+    from mobilenets.detection import task as detect_task
+    from mobilenets.engine import TrainingError as DetectTrainingError
 
     data = _plain_boxes_dataset(tmp_path / "data")
-    monkeypatch.setattr(detect_train, "CenterNetCriterion", _FrozenLoss)
+    monkeypatch.setattr(detect_task, "CenterNetCriterion", _FrozenLoss)
     with pytest.raises(DetectTrainingError, match=r"overfit check failed: .*needs a tenfold fall"):
         train_detector(progress=False, output=str(tmp_path / "o"), data=str(data), overfit=2, epochs=2,
                        backbone="mobilenet_v3_small", width=0.5, image_size=64)
@@ -170,7 +166,7 @@ class _FrozenLoss(torch.nn.Module):
         super().__init__()
 
     def forward(self, outputs, targets):
-        return {"loss": outputs[0].mean() * 0 + 1.0}
+        return outputs[0].mean() * 0 + 1.0
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_recipe):

@@ -16,3 +16,12 @@ def test_ci_runs_the_readme_commands():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     for command in commands:
         assert command in ci
+
+
+def test_adding_a_task_guide_shows_the_real_classification_task():
+    guide = (ROOT / "docs" / "adding-a-task.md").read_text()
+    source = (ROOT / "src" / "mobilenets" / "classification" / "task.py").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
+    assert len(blocks) == 2 and "class ClassificationTask(Task):" in blocks[0]
+    for block in blocks:
+        assert block in source

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CLASSIFIER_RUN as TINY
 from PIL import Image
 from safetensors.torch import load_file
 
 import mobilenets
 import mobilenets.cpu
 from mobilenets.classification import TrainingError, evaluate, make_config, train
+from mobilenets.weights import WeightsError
 
-TINY = {"model": "mobilenet_v3_small", "width": 0.25, "image_size": 32, "synthetic_train_size": 96,
-        "synthetic_val_size": 40, "batch_size": 16, "epochs": 2, "workers": 0, "lr": 0.01, "warmup_epochs": 0.5}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,11 +35,9 @@ def metrics(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished")
-    result = train(progress=False, **tiny(out))
-    return out / "run", result
+@pytest.fixture
+def finished_run(classifier_run):
+    return classifier_run
 
 
 def test_run_writes_every_output(finished_run):
@@ -139,28 +137,37 @@ def _image_folder(root: Path, classes: tuple[str, ...], per_class: int = 12) -> 
     return root
 
 
-def test_corrupt_files_are_skipped_counted_and_logged(tmp_path):
-    data = _image_folder(tmp_path / "data", ("dark", "mid", "light"))
-    (data / "train" / "mid" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (data / "train" / "light" / "empty.png").write_bytes(b"")
-    result = train(progress=False, **tiny(tmp_path, data=str(data), epochs=1, batch_size=8))
+def test_fine_tuning_reinitialises_the_classifier_and_corrupt_files_are_skipped_counted_and_logged(
+        tmp_path, finished_run):
+    out, _ = finished_run
+    data = _image_folder(tmp_path / "data", ("a", "b", "c"))
+    (data / "train" / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (data / "train" / "c" / "empty.png").write_bytes(b"")
+    result = train(progress=False, **tiny(tmp_path, data=str(data), epochs=1, batch_size=8, freeze_backbone=True,
+                                         pretrained=str(out / "best.safetensors")))
     assert result.summary["skipped_files"] == 2
     log = (tmp_path / "run" / "train.log").read_text()
     assert "broken.jpg" in log and "empty.png" in log
-
-
-def test_fine_tuning_reinitialises_the_classifier(tmp_path, finished_run):
-    out, _ = finished_run
-    data = _image_folder(tmp_path / "data", ("a", "b", "c"))
-    result = train(progress=False, **tiny(tmp_path, data=str(data), epochs=1, batch_size=8, freeze_backbone=True,
-                                         pretrained=str(out / "best.safetensors")))
-    log = (tmp_path / "run" / "train.log").read_text()
     assert "classifier has 10 classes and this data 3: the classifier is re-initialised" in log
     pretrained = load_file(str(out / "best.safetensors"))
     tuned = result.model.state_dict()
     assert torch.equal(tuned["features.3.depthwise.0.weight"].cpu(), pretrained["features.3.depthwise.0.weight"])
     assert tuned["head.fc.weight"].shape[0] == 3
     assert mobilenets.classification.load_classifier(tmp_path / "run" / "best.safetensors").classes == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"width": 0.5}, "a mobilenet_v3_small with width_mult 0.25, but this run asks for 0.5 (pass --width 0.25)"),
+    ({"model": "mobilenet_v2"}, "with name mobilenet_v3_small, but this run asks for mobilenet_v2 "
+                                "(pass --model mobilenet_v3_small)"),
+])
+def test_pretrained_weights_of_another_architecture_are_refused_naming_both(tmp_path, finished_run, option,
+                                                                           message):
+    out, _ = finished_run
+    with pytest.raises(WeightsError) as info:
+        train(progress=False, **tiny(tmp_path, pretrained=str(out / "best.safetensors"), **option))
+    assert message in str(info.value) and str(out / "best.safetensors") in str(info.value)
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -277,7 +284,7 @@ def test_int8_export_after_quantization_aware_finetuning(finished_run, tmp_path)
 
 
 def test_metrics_csv_every_epoch_curves_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch):
-    from mobilenets import runs
+    from mobilenets.engine import run_files as runs
 
     drawn = []
     monkeypatch.setattr(runs, "plot_curves", lambda history, path, **kw: drawn.append(len(history)))

@@ -3,7 +3,8 @@
 from . import detection
 from .classification import evaluate, predict, train
 from .detection import create_detector
-from .models import FeatureInfo, MobileNet, create_model, list_models
+from .factory import create_model
+from .models import FeatureInfo, MobileNet, list_models
 from .profile import Profile, profile
 from .weights import load, save, transforms_for
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torchvision
 
-from .models import MobileNet, create_model
+from .models import MobileNet, build_model
 from .profile import Profile, profile
 
 PUBLISHED_CLASSES = 1001  # TF-slim's 1000 ImageNet classes plus "background"
@@ -49,7 +49,7 @@ TABLES: dict[str, Table] = {
 
 @functools.lru_cache(maxsize=4)
 def _build(model: str, width: float, options: Options, num_classes: int) -> MobileNet:
-    return create_model(model, width_mult=width, num_classes=num_classes, **dict(options))
+    return build_model(model, width_mult=width, num_classes=num_classes, **dict(options))
 
 
 @functools.cache

@@ -1,13 +1,17 @@
 """Run options as a dataclass, settable from a YAML recipe and overridden by the command line.
 
-Shared by classification and detection: each declares a config dataclass and a check; `make_options` fills it
-from defaults < recipe < overrides, giving every value its field's type or failing with a one-line error.
+A task declares its options once, as a dataclass whose fields are made with `option` (default, help, and how the
+command line reads it) and whose `problems()` lists what is wrong with a value. `make_options` fills it from
+defaults < recipe < overrides, giving every value its field's type or failing with a one-line error;
+`add_options` turns the same fields into command-line flags.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,15 +81,83 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
     return values
 
 
-def make_options(kind: type[Options], check: Callable[[Options], list[str]], recipe: str | Path | None = None,
-                 **overrides: Any) -> Options:
-    """Defaults, then the recipe's values, then `overrides` (None values are ignored); `check` lists problems."""
+def make_options(kind: type[Options], recipe: str | Path | None = None, **overrides: Any) -> Options:
+    """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked by `problems()`."""
     fields = {f.name: f for f in dataclasses.fields(kind)}
     values = load_recipe(recipe, kind) if recipe else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if unknown := sorted(set(values) - set(fields)):
         raise ConfigError(f"unknown option {unknown[0]!r}")
     options = kind(**{k: _coerce(fields[k], v) for k, v in values.items()})
-    if problems := check(options):
+    if problems := options.problems():
         raise ConfigError(problems[0])
     return options
+
+
+def _int_at_least(minimum: int, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, batch size, image size)."""
+    return _int_at_least(1, text)
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (worker processes, classes with 0 meaning none)."""
+    return _int_at_least(0, text)
+
+
+def resolution(text: str) -> int:
+    """argparse type: an input size in pixels, at least 32 (the networks' total stride)."""
+    return _int_at_least(32, text)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a width multiplier, a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def option(default: Any, help: str, **flag: Any) -> Any:
+    """A config field: its default, its help line, and `flag`, what argparse needs beyond the field's type
+    (`type=positive_int`, `choices=...`, `metavar=...`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+
+def add_options(parser: argparse.ArgumentParser, kind: type) -> None:
+    """One flag per field of the `option`-made dataclass `kind` (`--batch-size` for `batch_size`), its own fields
+    before inherited ones, each with no default of its own, so that a value left out keeps the recipe's or the
+    field's default."""
+    own = list(vars(kind).get("__annotations__", {}))
+    for f in sorted(dataclasses.fields(kind), key=lambda f: own.index(f.name) if f.name in own else len(own)):
+        flag = dict(f.metadata.get("flag", {}))
+        kind_name = str(f.type).replace(" | None", "")
+        shown = list(f.default) if isinstance(f.default, tuple) else f.default
+        arguments: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "") +
+                                     ("" if shown is None else f" ({shown})")}
+        if kind_name == "bool":
+            arguments["action"] = argparse.BooleanOptionalAction
+        elif kind_name == "tuple[float, float]":
+            arguments |= {"nargs": 2, "type": float, "metavar": ("LOW", "HIGH")}
+        else:
+            arguments["type"] = {"int": int, "float": float}.get(kind_name, str)
+            if "choices" not in flag:
+                arguments["metavar"] = {"int": "N", "float": "X"}.get(kind_name, "VALUE")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", **{**arguments, **flag})
+
+
+def options_given(args: argparse.Namespace, kind: type) -> dict[str, Any]:
+    """The values of `kind`'s fields that the command line gave (None: left out)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(kind) if getattr(args, f.name, None) is not None}

@@ -1,10 +1,11 @@
-"""Image classification with any zoo model: train, evaluate, predict."""
+"""Image classification with any zoo model: train, evaluate, predict, export."""
 
+from ..engine import TrainingError, TrainResult
 from .checkpoint import Classifier, load_classifier
 from .config import ConfigError, TrainConfig, make_config
 from .evaluate import evaluate
 from .predict import Prediction, predict
-from .train import TrainingError, train
+from .task import CLASSIFICATION, ClassificationTask, train
 
-__all__ = ["Classifier", "ConfigError", "Prediction", "TrainConfig", "TrainingError", "evaluate", "load_classifier",
-           "make_config", "predict", "train"]
+__all__ = ["CLASSIFICATION", "ClassificationTask", "Classifier", "ConfigError", "Prediction", "TrainConfig",
+           "TrainResult", "TrainingError", "evaluate", "load_classifier", "make_config", "predict", "train"]

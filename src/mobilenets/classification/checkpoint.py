@@ -1,9 +1,5 @@
-"""Checkpoints of a classification run: the resumable training state, and the classifier eval/predict load.
-
-`last.pt` holds everything a resumed run needs (weights, optimizer, scheduler, history); it contains only
-tensors and plain containers, so it is read with `weights_only=True`. `best.safetensors` is the deployable
-model: weights plus its config, class names and preprocessing in the metadata.
-"""
+"""A trained classifier as its checkpoint describes it: `best.safetensors` (the deployable model, with class names
+and preprocessing in its metadata) or a run's `last.pt` (read with weights_only=True: no code can run)."""
 
 from __future__ import annotations
 
@@ -12,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..data.transforms import Preprocess
-from ..models import MobileNet, build_model
-from ..runs import load_training_state
-from ..weights.convert import Checkpoint, load_into, read_torch_state, read_weights
+from ..models import MobileNet
+from ..weights.convert import WeightsError, read_weights
+from ..weights.io import model_from_checkpoint
 
 TASK = "classification"
+
 
 @dataclass
 class Classifier:
@@ -30,19 +27,11 @@ class Classifier:
 
 def load_classifier(path: str | Path) -> Classifier:
     """Load `best.safetensors` / any model saved with class metadata, or a run's `last.pt`, in eval mode."""
-    path = Path(path)
-    if path.suffix == ".pt" and path.is_file():
-        state = load_training_state(path, TASK)
-        config, meta = dict(state["model_config"]), state["meta"]
-        checkpoint = Checkpoint(path, "mobilenets", read_torch_state(path), config=config, meta=meta)
-    else:
-        checkpoint = read_weights(path)
-        if checkpoint.config is None:
-            raise ValueError(f"{path}: holds no mobilenets config; it is not a classifier saved by mobilenets")
-        config, meta = dict(checkpoint.config), checkpoint.meta
+    checkpoint = read_weights(path)
+    if checkpoint.task not in (None, TASK) or (checkpoint.config or {}).get("name") == "centernet":
+        raise WeightsError(f"{path}: a {checkpoint.task or 'detection'} checkpoint, not a classifier")
+    meta = checkpoint.meta
     if "classes" not in meta or "preprocess" not in meta:
-        raise ValueError(f"{path}: holds no class names or preprocessing (was it written by `mobilenets train`?)")
-    name = config.pop("name")
-    model = build_model(name, **config)
-    load_into(model, checkpoint)
+        raise WeightsError(f"{path}: holds no class names or preprocessing (was it written by `mobilenets train`?)")
+    model = model_from_checkpoint(checkpoint)
     return Classifier(model.eval(), list(meta["classes"]), Preprocess.from_dict(meta["preprocess"]), dict(meta))

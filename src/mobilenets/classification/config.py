@@ -1,4 +1,5 @@
-"""Training options: one dataclass, settable from a YAML recipe and overridden by the command line."""
+"""Classification training options: the engine's, plus the model, the data and the augmentation; settable from a
+YAML recipe and overridden by the command line (each field is a flag of `mobilenets train`)."""
 
 from __future__ import annotations
 
@@ -6,83 +7,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.config import TrainingOptions
 from ..models import list_models
-from ..recipes import ConfigError, make_options, options_dict, range_problems
+from ..recipes import ConfigError, make_options, option, positive_float, positive_int, range_problems
 
-__all__ = ["AUTO_AUGMENT", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig", "make_config"]
+__all__ = ["AUTO_AUGMENT", "ConfigError", "TrainConfig", "make_config"]
 
-OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("cosine", "step")
 AUTO_AUGMENT = ("autoaugment", "randaugment")
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run depends on; the resolved values are written to the run's `config.yaml`."""
+class TrainConfig(TrainingOptions):
+    """Everything a classification run depends on; the resolved values are written to the run's `config.yaml`."""
 
-    model: str = "mobilenet_v2"
-    width: float = 0.5
-    dropout: float | None = None
-    data: str | None = None  # None: the built-in synthetic shapes
-    val_split: float | None = None
-    synthetic_train_size: int = 10000
-    synthetic_val_size: int = 2000
-    image_size: int = 64
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 0.01
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    rmsprop_alpha: float = 0.9
-    rmsprop_eps: float = 0.0316  # sqrt of TensorFlow's 1e-3: TF adds eps inside the square root
-    schedule: str = "cosine"
-    step_epochs: float = 1.0  # step schedule: multiply the lr by `gamma` every `step_epochs` epochs
-    gamma: float = 0.98
-    warmup_epochs: float = 0.3
-    label_smoothing: float = 0.0
-    weight_decay: float = 0.05
-    clip_grad: float | None = None
-    ema: bool = False
-    ema_decay: float = 0.9998
-    pretrained: str | None = None
-    freeze_backbone: bool = False
-    crop_scale: tuple[float, float] = (0.8, 1.0)  # mild: see TRAINING.md on small data
-    hflip: bool = False
-    color_jitter: float = 0.0
-    auto_augment: str | None = None
-    random_erasing: float = 0.0
-    workers: int | None = None  # None: 0 for the in-memory built-in set, else up to 4 processes
-    seed: int = 0
-    output: str = "runs/train"
-    resume: bool = False
-    device: str = "auto"
-    amp: bool = True  # CUDA only
-    channels_last: bool = True
+    model: str = option("mobilenet_v2", "the zoo network", choices=list_models())
+    width: float = option(0.5, "width multiplier α", type=positive_float, metavar="W")
+    dropout: float | None = option(None, "dropout before the classifier (default: the model's)", metavar="P")
+    data: str | None = option(None, "ImageFolder root: train/ and val/, or one folder with --val-split "
+                                    "(default: the built-in synthetic shapes)", metavar="DIR")
+    val_split: float | None = option(None, "fraction of DIR held out for validation", metavar="F")
+    synthetic_train_size: int = option(10000, "built-in shapes: training images", type=positive_int)
+    synthetic_val_size: int = option(2000, "built-in shapes: validation images", type=positive_int)
+    image_size: int = option(64, "input size in pixels", type=positive_int)
+    label_smoothing: float = option(0.0, "label smoothing")
+    pretrained: str | None = option(None, "initial weights: our checkpoint, a torchvision/timm file, or a "
+                                          "published-weights name", metavar="SOURCE")
+    freeze_backbone: bool = option(False, "train only the classifier")
+    crop_scale: tuple[float, float] = option((0.8, 1.0), "random-resized-crop area range (mild: see TRAINING.md)")
+    hflip: bool = option(False, "random horizontal flips")
+    color_jitter: float = option(0.0, "brightness/contrast/saturation jitter")
+    auto_augment: str | None = option(None, "an automatic augmentation policy", choices=AUTO_AUGMENT)
+    random_erasing: float = option(0.0, "probability of erasing a random rectangle", metavar="P")
 
-    def to_dict(self) -> dict[str, Any]:
-        return options_dict(self)
-
-
-def _problems(config: TrainConfig) -> list[str]:
-    problems = []
-    if config.model not in list_models():
-        problems.append(f"model: unknown {config.model!r}; choose from {', '.join(list_models())}")
-    if config.image_size < 32:
-        problems.append(f"image_size: must be >= 32, got {config.image_size}")
-    problems += range_problems(
-        positive={"width": config.width, "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr},
-        nonnegative={"warmup_epochs": config.warmup_epochs, "weight_decay": config.weight_decay,
-                     "label_smoothing": config.label_smoothing, "workers": config.workers or 0,
-                     "color_jitter": config.color_jitter, "random_erasing": config.random_erasing},
-        choices={"optimizer": (config.optimizer, OPTIMIZERS), "schedule": (config.schedule, SCHEDULES),
-                 "auto_augment": (config.auto_augment, AUTO_AUGMENT)})
-    if config.val_split is not None and not 0 < config.val_split < 1:
-        problems.append(f"val_split: must be between 0 and 1, got {config.val_split}")
-    if config.data is not None and not Path(config.data).is_dir():
-        problems.append(f"data: {config.data}: no such folder")
-    return problems
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.model not in list_models():
+            problems.append(f"model: unknown {self.model!r}; choose from {', '.join(list_models())}")
+        if self.image_size < 32:
+            problems.append(f"image_size: must be >= 32, got {self.image_size}")
+        problems += range_problems(
+            positive={"width": self.width},
+            nonnegative={"label_smoothing": self.label_smoothing, "color_jitter": self.color_jitter,
+                         "random_erasing": self.random_erasing},
+            choices={"auto_augment": (self.auto_augment, AUTO_AUGMENT)})
+        if self.val_split is not None and not 0 < self.val_split < 1:
+            problems.append(f"val_split: must be between 0 and 1, got {self.val_split}")
+        if self.data is not None and not Path(self.data).is_dir():
+            problems.append(f"data: {self.data}: no such folder")
+        return problems
 
 
 def make_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked."""
-    return make_options(TrainConfig, _problems, recipe, **overrides)
+    return make_options(TrainConfig, recipe, **overrides)

@@ -2,20 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.folder import DataError, ImageFiles, resolve_image_folder, scan_image_folder
 from ..data.synthetic import SyntheticShapes
 from ..data.transforms import eval_transform
+from ..data.wrappers import ImageOnly, Transformed
+from ..engine.distributed import choose_device
+from ..engine.loop import autocast, images_to
 from ..plots import plot_confusion
+from ..progress import progress_bar
 from .checkpoint import Classifier, load_classifier
 from .config import TrainConfig
-from .data import ImageOnly, Transformed
-from .distributed import choose_device
-from .engine import evaluate_loader
+
+
+@dataclass
+class EvalResult:
+    """Loss, top-1/top-5 accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+
+    loss: float
+    top1: float
+    top5: float
+    confusion: torch.Tensor
+    images: int
+
+
+@torch.no_grad()
+def evaluate_loader(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int, *,
+                    channels_last: bool = True, amp: bool = False, progress: bool = True,
+                    description: str = "eval") -> EvalResult:
+    """Evaluate `model` over `loader` in eval mode (BN running statistics, no dropout)."""
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    total_loss, correct1, correct5, images = 0.0, 0, 0, 0
+    for x, y in progress_bar(loader, description, enabled=progress):
+        x, y = images_to(x, device, channels_last), y.to(device)
+        with autocast(device, amp):
+            logits = model(x).float()
+        total_loss += criterion(logits, y).item()
+        top = logits.topk(min(5, num_classes), dim=1).indices
+        correct1 += (top[:, 0] == y).sum().item()
+        correct5 += (top == y[:, None]).any(dim=1).sum().item()
+        confusion += torch.bincount(y.cpu() * num_classes + top[:, 0].cpu(),
+                                    minlength=num_classes * num_classes).view(num_classes, num_classes)
+        images += len(y)
+    n = max(images, 1)
+    return EvalResult(total_loss / n, correct1 / n, correct5 / n, confusion, images)
 
 
 def training_config(classifier: Classifier) -> TrainConfig:

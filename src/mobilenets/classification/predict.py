@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from ..data.folder import DataError, image_files, load_rgb
+from ..data.folder import DataError, expand_inputs, load_rgb
 from ..data.transforms import eval_transform
+from ..engine.distributed import choose_device
 from .checkpoint import load_classifier
-from .distributed import choose_device
 
 
 @dataclass
@@ -28,17 +28,6 @@ class Prediction:
             return {"path": self.path, "error": self.error}
         return {"path": self.path, "predictions": [{"class": c, "probability": p}
                                                    for c, p in zip(self.classes, self.probabilities, strict=True)]}
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders replaced by the image files below them, sorted."""
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            paths += image_files(item)
-        else:
-            paths.append(item)
-    return paths
 
 
 @torch.no_grad()

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from .. import __version__
-from ..models import MobileNet, create_model, list_models
+from ..models import MobileNet, architecture_options, build_model, list_models
+from ..recipes import count, positive_float
 
 COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect")
-MODEL_FLAGS = ("separable", "minimal", "reduced_tail", "dilated")
 
 
 class CommandError(Exception):
@@ -35,40 +34,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"mobilenets: error: {message} (see '{self.prog} --help')\n")
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a width multiplier)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def _int_at_least(minimum: int, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
-    return value
-
-
-def resolution(text: str) -> int:
-    """argparse type: an input size in pixels, at least 32 (the networks' total stride)."""
-    return _int_at_least(32, text)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (epochs, batch size, image size)."""
-    return _int_at_least(1, text)
-
-
 def num_classes(text: str) -> int:
     """argparse type: a class count >= 0 (0: no classifier)."""
-    return _int_at_least(0, text)
+    return count(text)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool = True) -> None:
@@ -78,19 +46,20 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool 
     parser.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="width multiplier α (1.0)")
     parser.add_argument("--num-classes", type=num_classes, default=1000, metavar="K", help="classes (1000)")
     options = parser.add_argument_group("model options (only those of the chosen model are accepted)")
-    options.add_argument("--separable", action=argparse.BooleanOptionalAction, default=None,
-                         help="mobilenet_v1: depthwise separable layers (default) or standard 3x3 convolutions")
-    options.add_argument("--minimal", action="store_true", default=None,
-                         help="V3: minimalistic (no SE, no hard-swish, 3x3 kernels)")
-    options.add_argument("--reduced-tail", action="store_true", default=None, help="V3: halve the last stage")
-    options.add_argument("--dilated", action="store_true", default=None, help="V3: output stride 16")
+    for name, (default, summary, models) in architecture_options().items():
+        flag = f"--{name.replace('_', '-')}"
+        if default:  # on by default: --no-<name> gives the variant the summary describes
+            options.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                 help=f"{', '.join(models)}: on by default; --no-{flag[2:]}: {summary}")
+        else:
+            options.add_argument(flag, action="store_true", default=None, help=f"{', '.join(models)}: {summary}")
 
 
 def model_from_args(args: argparse.Namespace) -> MobileNet:
     """Build the network `add_model_arguments` described; only the model options given are passed on."""
-    options: dict[str, Any] = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in architecture_options() if getattr(args, k) is not None}
     try:
-        return create_model(args.name, width_mult=args.width, num_classes=args.num_classes, **options)
+        return build_model(args.name, width_mult=args.width, num_classes=args.num_classes, **options)
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..cpu import describe
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..models import list_models
-from . import CommandError, positive_int, resolution
+from ..recipes import positive_int, resolution
+from . import CommandError
 
 
 def _names(allowed: tuple[str, ...] | list[str], what: str):

@@ -7,18 +7,18 @@ import json
 import sys
 from pathlib import Path
 
+from .._atomic import write_text
 from ..data.folder import DataError
 from ..detection.checkpoint import load_detector
-from ..detection.config import OPTIMIZERS, SCHEDULES
+from ..detection.config import DetectConfig, make_detect_config
+from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
-from ..detection.model import HEAD_CONVS
-from ..detection.train import DetectTrainingError, train_detector
-from ..models import list_models
-from ..recipes import ConfigError
+from ..detection.task import train_detector
+from ..engine import TrainingError
+from ..recipes import ConfigError, add_options, options_given, positive_int
 from ..weights.convert import WeightsError
-from . import CommandError, RunFailed, num_classes, positive_float, positive_int
+from . import CommandError, RunFailed
 
-OVERFIT_EPOCHS = 300  # --overfit without --epochs: a cap; the run stops as soon as the check passes
 DATA_ERRORS = (DataError, WeightsError, FileNotFoundError, ValueError)
 
 
@@ -33,13 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_export(commands)
 
 
-def _add_data_arguments(p: argparse.ArgumentParser, *, train: bool) -> None:
-    p.add_argument("--data", metavar="DIR", help="COCO layout (annotations/instances_{train,val}*.json beside "
-                                                 "{train,val}*/) or export layout "
-                                                 "({train,valid}/_annotations.coco.json)")
-    if train:
-        p.add_argument("--train-json", metavar="FILE")
-        p.add_argument("--train-images", metavar="DIR")
+def _add_val_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", help="COCO layout or export layout, as for training")
     p.add_argument("--val-json", metavar="FILE")
     p.add_argument("--val-images", metavar="DIR")
 
@@ -49,44 +44,16 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                             description="Train a CenterNet. With no options: the built-in synthetic detection set "
                                         "and a fast recipe (under 10 minutes on 2 CPU cores; a smoke test).")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML recipe; options given here win")
-    p.add_argument("--backbone", choices=list_models())
-    p.add_argument("--width", type=positive_float, metavar="W", help="backbone width multiplier")
-    p.add_argument("--neck-channels", type=positive_int, metavar="N")
-    p.add_argument("--head-channels", type=positive_int, metavar="N")
-    p.add_argument("--head-conv", choices=HEAD_CONVS,
-                   help="the heads' 3x3 conv: depthwise-separable (default, 8x cheaper at stride 4) or full")
-    _add_data_arguments(p, train=True)
-    p.add_argument("--image-size", type=positive_int, metavar="N", help="square network input (letterboxed)")
-    p.add_argument("--epochs", type=positive_int, metavar="N")
-    p.add_argument("--batch-size", type=positive_int, metavar="N")
-    p.add_argument("--lr", type=positive_float, metavar="X")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--warmup-epochs", type=float, metavar="N")
-    p.add_argument("--weight-decay", type=float, metavar="X")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips (turn off for text, digits, arrows)")
-    p.add_argument("--pretrained", metavar="SOURCE", help="backbone from our classification checkpoint, a "
-                                                          "torchvision/timm file, or a published-weights name")
-    p.add_argument("--overfit", type=positive_int, metavar="N",
-                   help="sanity check: train on N training images until the loss falls tenfold and AP50 is 1.0")
-    p.add_argument("--workers", type=num_classes, metavar="N", help="data-loading processes")
-    p.add_argument("--seed", type=int, metavar="N")
-    p.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, ...")
-    p.add_argument("--output", metavar="DIR", help="where checkpoints, metrics and plots go (runs/detect)")
-    p.add_argument("--resume", action="store_true", default=None, help="continue from OUTPUT/last.pt")
+    add_options(p, DetectConfig)
     p.set_defaults(run=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    options = {k: v for k, v in vars(args).items() if k not in ("config", "run")}
-    if args.overfit and args.epochs is None:
-        options["epochs"] = OVERFIT_EPOCHS
     try:
-        train_detector(recipe=args.config, **options)
+        train_detector(make_detect_config(args.config, **options_given(args, DetectConfig)))
     except ConfigError as e:
         raise CommandError(str(e)) from None
-    except DetectTrainingError as e:
+    except TrainingError as e:
         raise RunFailed(str(e)) from None
     except DATA_ERRORS as e:
         raise CommandError(str(e)) from None
@@ -98,7 +65,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
                             description="AP, AP50, AP75, AP small/medium/large with pycocotools. Without data "
                                         "options: the run's own validation split.")
     p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
-    _add_data_arguments(p, train=False)
+    _add_val_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
     p.add_argument("--json", action="store_true", help="one JSON object with map, map50, map75, ...")
     p.add_argument("--save-results", metavar="FILE", help="write the detections in COCO result format")
@@ -117,8 +84,6 @@ def _eval(args: argparse.Namespace) -> int:
     except (ConfigError, *DATA_ERRORS) as e:
         raise CommandError(str(e)) from None
     if args.save_results:
-        from .._atomic import write_text
-
         write_text(args.save_results, json.dumps(result.results))
     if args.json:
         print(json.dumps(result.metrics))
@@ -142,8 +107,6 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .._atomic import write_text
-
     try:
         results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
     except (WeightsError, ValueError, FileNotFoundError) as e:
@@ -174,8 +137,6 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..detection.export import export_detector
-
     try:
         detector = load_detector(args.checkpoint)
     except (WeightsError, ValueError, FileNotFoundError) as e:

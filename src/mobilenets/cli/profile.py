@@ -6,7 +6,8 @@ import argparse
 import json
 
 from ..profile import Profile, profile
-from . import add_model_arguments, model_from_args, resolution
+from ..recipes import resolution
+from . import add_model_arguments, model_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -136,6 +136,17 @@ def image_files(folder: str | Path) -> list[Path]:
     return [p for p in _visible_files(Path(folder)) if p.suffix.lower() in suffixes]
 
 
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders replaced by the image files below them, sorted."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += image_files(item)
+        else:
+            paths.append(item)
+    return paths
+
+
 def _find_problems(files: list[Path], check: bool) -> dict[Path, str | None]:
     if not check:
         return {f: _quick_problem(f) for f in files}

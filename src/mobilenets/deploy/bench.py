@@ -7,9 +7,7 @@ and its instruction sets (`mobilenets.cpu`), since they decide the kernels and s
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from itertools import chain
@@ -20,11 +18,12 @@ from tqdm import tqdm
 
 from .. import cpu
 from .._atomic import write_text
-from ..models import create_model
+from ..models import build_model
 from ..profile import profile
 from ..weights.registry import list_published
 from .export import export, fold_batchnorm
 from .quantize import calibration_batches, quantize
+from .timing import interleaved, median_p90, round_count, seconds
 
 BACKENDS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "onnxruntime-int8")
 
@@ -47,57 +46,8 @@ def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
     """This machine's fp32 FLOP/s on a square matrix multiply with the current thread count (best of runs)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    best = min(seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * size**3 / best
-
-
-def _seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def time_call(fn: Callable[[], object], *, warmup: int = 5, runs: int = 30) -> tuple[float, float]:
-    """Median and 90th-percentile wall time of `fn` in ms, warm-up runs excluded."""
-    for _ in range(warmup):
-        fn()
-    return median_p90([_seconds(fn) * 1e3 for _ in range(runs)])
-
-
-def median_p90(times: Iterable[float]) -> tuple[float, float]:
-    """Median and 90th percentile of `times`."""
-    times = sorted(times)
-    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
-
-
-def _round_count(runs: int, rounds: int) -> int:
-    """How many rounds `interleaved` splits `runs` runs into: `rounds`, or fewer when there are fewer runs."""
-    if runs < 1:
-        raise ValueError(f"runs must be at least 1, got {runs}")
-    return max(1, min(rounds, runs))
-
-
-def interleaved(runners: dict[str, Callable[[], object]], *, runs: int, rounds: int = 5, warmup: int = 3,
-                settle_s: float = 0.1,
-                after_round: Callable[[], object] = lambda: None) -> dict[str, list[list[float]]]:
-    """Wall times (ms) of each runner, `runs` runs split over `rounds` rounds (fewer if runs < rounds): per
-    runner, a list per round. The runners take turns within a round, in an order reversed every other round,
-    so a slow minute of a shared machine (and being first) falls on all of them alike. Each turn starts with
-    untimed runs, at least `warmup` and `settle_s` seconds of them: the previous runner's threads (PyTorch's
-    OpenMP pool, onnxruntime's) spin on the cores for a while after it."""
-    rounds = _round_count(runs, rounds)
-    times: dict[str, list[list[float]]] = {key: [] for key in runners}
-    for round_index in range(rounds):
-        order = list(runners) if round_index % 2 == 0 else list(runners)[::-1]
-        for key in order:
-            start, done = time.perf_counter(), 0
-            while done < warmup or time.perf_counter() - start < settle_s:
-                runners[key]()
-                done += 1
-            this_round = runs // rounds + (round_index < runs % rounds)
-            times[key].append([_seconds(runners[key]) * 1e3 for _ in range(this_round)])
-        after_round()
-    return times
 
 
 def onnx_session(path: Path, threads: int, *, spinning: bool = True):
@@ -158,12 +108,12 @@ def benchmark(models: Iterable[str], backends: Iterable[str], batches: Iterable[
     threads = torch.get_num_threads()
     flops = matmul_flops()
     measured: dict[tuple[str, str, int], Measurement] = {}
-    bar = tqdm(total=len(models) * len(batches) * _round_count(runs, rounds), desc="benchmark",
+    bar = tqdm(total=len(models) * len(batches) * round_count(runs, rounds), desc="benchmark",
                disable=not progress, unit="round")
     with tempfile.TemporaryDirectory() as tmp, bar:
         for name in models:
             torch.manual_seed(0)
-            model = create_model(name).eval()
+            model = build_model(name).eval()
             published = [w.top1 for w in list_published(name) if w.source == "torchvision"]
             for batch in batches:
                 x = torch.randn(batch, 3, resolution, resolution)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
 from torch.nn.utils import parametrize
 
-from ..classification.engine import train_one_epoch
+from ..engine.loop import train_one_epoch
 from .export import fold_batchnorm
 from .quantize import choose_weight_range
 

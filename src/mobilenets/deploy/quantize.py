@@ -24,6 +24,7 @@ import numpy as np
 from .. import cpu
 from .._atomic import atomic_path
 from .export import CHANNEL_BROADCAST
+from .timing import interleaved, median_p90
 
 FLOAT_GROUPS = ("first_conv", "se", "classifier")
 ACTIVATION_OPS = ("Relu", "Clip", "HardSigmoid", "HardSwish", "Mul")
@@ -240,8 +241,6 @@ def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, 
             *, runs: int = 30) -> dict[str, float]:
     """int8 against fp32 on the same images: top-1 agreement, accuracy (with labels), batch-1 latency (ms)."""
     import onnxruntime as ort
-
-    from .bench import interleaved, median_p90
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_model, int8_model)]
     names = [s.get_inputs()[0].name for s in sessions]

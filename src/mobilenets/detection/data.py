@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
-from ..classification.data import EpochSeeded, Transformed
 from ..data.folder import DataError
+from ..data.wrappers import EpochSeeded, Transformed
+from ..engine.task import TaskData
 from .coco import CocoDetection, find_coco_layout
 from .config import DetectConfig
 from .synthetic import SyntheticDetection
-from .transforms import eval_transform, train_transform
+from .transforms import collate, eval_transform, train_transform
 
 
-@dataclass
-class DetectionData:
-    """Train and validation sets, the validation ground truth in COCO format, and the label → category id map."""
+@dataclass(kw_only=True)
+class DetectionData(TaskData):
+    """A run's data, with the validation ground truth in COCO format and the label → category id map."""
 
-    train: EpochSeeded
-    val: Transformed
-    classes: list[str]
     category_ids: list[int]
     val_coco: dict[str, Any]
-    description: str
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def restrict_coco(coco: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
@@ -64,17 +59,21 @@ def evaluation_sets(config: DetectConfig) -> tuple[Dataset, Dataset, list[str], 
 
 
 def build_detection_data(config: DetectConfig) -> DetectionData:
-    """The run's data; with `overfit` N, the first N training images serve as both sets, unaugmented."""
+    """The run's data; with `overfit` N, the first N training images serve as both sets, unaugmented. A checkpoint
+    keeps the class names, their COCO category ids and the input size."""
     train, val, classes, category_ids, val_coco, description = evaluation_sets(config)
     skipped = [*getattr(train, "skipped", []), *getattr(val, "skipped", [])]
     evaluate = eval_transform(config.image_size)
     if config.overfit:
-        train = Subset(train, range(min(config.overfit, len(train))))
+        train = val = Subset(train, range(min(config.overfit, len(train))))
         truth = train.dataset.to_coco() if isinstance(train.dataset, SyntheticDetection) else train.dataset.coco
-        ids = {train[i][1]["image_id"] for i in range(len(train))}
-        return DetectionData(EpochSeeded(train, evaluate, config.seed), Transformed(train, evaluate), classes,
-                             category_ids, restrict_coco(truth, ids),
-                             f"overfit check: the first {len(train)} training images of the {description}", skipped)
-    augment = train_transform(config.image_size, flip=config.flip, scale=config.scale, colour=config.colour)
-    return DetectionData(EpochSeeded(train, augment, config.seed), Transformed(val, evaluate), classes, category_ids,
-                         val_coco, description, skipped)
+        val_coco = restrict_coco(truth, {train[i][1]["image_id"] for i in range(len(train))})
+        description = f"overfit check: the first {len(train)} training images of the {description}"
+        augment = evaluate
+    else:
+        augment = train_transform(config.image_size, flip=config.flip, scale=config.scale, colour=config.colour)
+    return DetectionData(train=EpochSeeded(train, augment, config.seed), val=Transformed(val, evaluate),
+                         classes=classes, category_ids=category_ids, val_coco=val_coco, description=description,
+                         skipped=skipped, built_in=config.data is None and config.train_json is None,
+                         collate=collate, meta={"classes": classes, "category_ids": category_ids,
+                                                "image_size": config.image_size})

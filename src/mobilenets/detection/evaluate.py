@@ -1,16 +1,24 @@
-"""COCO box AP with pycocotools, quietly, and the conversion of decoded detections to COCO results."""
+"""Detection evaluation: a model over a loader, decoded, mapped to original-image pixels and scored with COCO box
+AP (pycocotools, quietly)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torch import nn
 
-from .decode import Detections
+from ..engine.loop import autocast, images_to
+from ..progress import progress_bar
+from .decode import Detections, decode
+from .loss import CenterNetCriterion
+from .transforms import boxes_to_original
 
 # COCOeval.stats positions of the numbers reported (AR@100 is over all areas)
 METRICS = {"map": 0, "map50": 1, "map75": 2, "map_small": 3, "map_medium": 4, "map_large": 5, "mar100": 8}
@@ -54,3 +62,35 @@ def to_coco_results(detections_per_image: Sequence[Detections], image_ids: Seque
             results.append({"image_id": int(image_id), "category_id": int(category_ids[label]),
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
     return results
+
+
+@dataclass
+class DetectionEval:
+    """COCO metrics (`map`, `map50`, ...), the mean validation loss, and the detections in COCO result format."""
+
+    metrics: dict[str, float]
+    loss: float
+    results: list[dict[str, Any]]
+
+
+@torch.no_grad()
+def evaluate_detector(model: nn.Module, loader: Iterable, device: torch.device, ground_truth: dict[str, Any],
+                      category_ids: Sequence[int], *, max_detections: int = 100, channels_last: bool = True,
+                      amp: bool = False, progress: bool = True) -> DetectionEval:
+    """Run `model` (eval mode) over `loader` of (images, targets with `letterbox`), decode the top
+    `max_detections` per image, map boxes back to the original images and evaluate them against `ground_truth`."""
+    model.eval()
+    criterion = CenterNetCriterion(len(category_ids), getattr(model, "stride", 4))
+    results: list[dict[str, Any]] = []
+    total_loss, images = 0.0, 0
+    for x, targets in progress_bar(loader, "eval", enabled=progress):
+        x = images_to(x, device, channels_last)
+        with autocast(device, amp):
+            outputs = tuple(o.float() for o in model(x))
+        total_loss += criterion(outputs, targets).item() * len(x)
+        images += len(x)
+        found = decode(*(o.cpu() for o in outputs), k=max_detections)
+        mapped = [Detections(boxes_to_original(d.boxes, t["letterbox"]), d.scores, d.labels)
+                  for d, t in zip(found, targets, strict=True)]
+        results += to_coco_results(mapped, [t["image_id"] for t in targets], category_ids)
+    return DetectionEval(coco_evaluate(ground_truth, results), total_loss / max(images, 1), results)

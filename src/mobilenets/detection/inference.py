@@ -10,16 +10,14 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.utils import draw_bounding_boxes
 
-from ..classification.data import Transformed
-from ..classification.distributed import choose_device
-from ..classification.predict import expand_inputs
-from ..data.folder import DataError, load_rgb
+from ..data.folder import DataError, expand_inputs, load_rgb
+from ..data.wrappers import Transformed
+from ..engine.distributed import choose_device
 from .checkpoint import Detector, load_detector
 from .config import DetectConfig, make_detect_config
 from .data import evaluation_sets
 from .decode import Detections, decode
-from .engine import DetectionEval, evaluate_detector
-from .evaluate import to_coco_results
+from .evaluate import DetectionEval, evaluate_detector, to_coco_results
 from .transforms import boxes_to_original, collate, eval_transform
 
 

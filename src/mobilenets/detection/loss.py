@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from .targets import gather_at
+from .targets import encode_targets, gather_at
 
 PROBABILITY_FLOOR = 1e-4  # the sigmoid is clamped to [1e-4, 1 - 1e-4] so log never sees 0
 _LOG_MIN, _LOG_MAX = math.log(PROBABILITY_FLOOR), math.log1p(-PROBABILITY_FLOOR)
@@ -48,3 +49,17 @@ def centernet_loss(outputs: tuple[Tensor, Tensor, Tensor], encoded: dict[str, Te
         "offset": _masked_l1(offset, encoded["offset"], encoded["index"], mask) / count,
     }
     return {"loss": parts["heatmap"] + size_weight * parts["size"] + offset_weight * parts["offset"], **parts}
+
+
+class CenterNetCriterion(nn.Module):
+    """The training loss from a batch's list of targets: encodes them for the output size, then the paper's loss
+    (its total; `centernet_loss` gives the parts)."""
+
+    def __init__(self, num_classes: int, stride: int = 4) -> None:
+        super().__init__()
+        self.num_classes, self.stride = num_classes, stride
+
+    def forward(self, outputs: tuple[Tensor, Tensor, Tensor], targets: list[dict[str, Any]]) -> Tensor:
+        encoded = encode_targets(targets, self.num_classes, tuple(outputs[0].shape[-2:]), self.stride)
+        device = outputs[0].device
+        return centernet_loss(outputs, {k: v.to(device, non_blocking=True) for k, v in encoded.items()})["loss"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -40,8 +39,19 @@ NORM_LAYERS: dict[str, type[nn.Module]] = {"batchnorm": nn.BatchNorm2d, "frozen_
 
 
 def list_models() -> list[str]:
-    """Names accepted by `create_model`."""
+    """Names accepted by `build_model` and `create_model`."""
     return sorted(_MODELS)
+
+
+def architecture_options() -> dict[str, tuple[bool, str, list[str]]]:
+    """Each model's own options (`separable`, `minimal`, ...) as {name: (default, what the non-default does, the
+    models that take it)}: the one list the command line builds its flags from."""
+    options: dict[str, tuple[bool, str, list[str]]] = {}
+    for model, (_, own) in sorted(_MODELS.items()):
+        for name, (default, transform) in own.items():
+            summary = (transform.__doc__ or "").strip().splitlines()[0]
+            options[name] = (default, summary, [*options.get(name, (None, None, []))[2], model])
+    return options
 
 
 def _norm_factory(norm_layer: str | ModuleFactory, eps: float, momentum: float) -> ModuleFactory:
@@ -56,7 +66,8 @@ def _norm_factory(norm_layer: str | ModuleFactory, eps: float, momentum: float) 
 
 def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
                 **options: Any) -> MobileNet:
-    """Build a randomly initialised zoo network (see `create_model` for the arguments)."""
+    """Build a randomly initialised zoo network; the options are `create_model`'s (mobilenets.factory), which
+    also loads weights."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
     if not width_mult > 0:
@@ -86,27 +97,3 @@ def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, 
         config["bn_eps"] = bn_eps
     return build_mobilenet(arch, width_mult=width_mult, num_classes=num_classes, dropout=dropout, layers=layers,
                            config=config)
-
-
-def create_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
-                 weights: str | Path | None = None, **options: Any) -> MobileNet:
-    """Build `name` ('mobilenet_v1', 'mobilenet_v2', 'mobilenet_v3_large', 'mobilenet_v3_small').
-
-    Options: V1 `separable` (False: standard 3x3 convs); V3 `minimal`, `reduced_tail`, `dilated`; all models
-    `act_layer` (name or class replacing every activation), `norm_layer` ('batchnorm', 'frozen_batchnorm' or a
-    callable), `bn_eps`, `bn_momentum`, `tf_padding` (TensorFlow "SAME" padding and BN eps 1e-3).
-    `weights`: a torchvision or timm state_dict file (layout detected), one of ours (.safetensors), or the name
-    of published weights (`mobilenets.weights.list_published()`), downloaded once and checked by sha256. The
-    weights' own BN eps and padding are used unless given here.
-    """
-    if weights is None:
-        return build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout, **options)
-    from ..weights.convert import load_into
-    from ..weights.registry import open_weights
-
-    checkpoint, preset = open_weights(weights, name)
-    width_mult = preset.pop("width_mult", width_mult)
-    model = build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout,
-                        **{**preset, **options})
-    load_into(model, checkpoint)
-    return model

@@ -20,6 +20,7 @@ from torch import nn
 
 CONFIG_KEY = "mobilenets.config"
 META_KEY = "mobilenets.meta"  # what a task stores beside the weights: class names, preprocessing, metrics
+STATE_FORMAT = "mobilenets.train-state"  # a run's last.pt: weights, optimizer, schedule, history, config
 # Build options that are not architecture flags: what `create_model` needs besides the name to rebuild a model.
 BUILD_ARGS = ("name", "width_mult", "num_classes", "dropout")
 
@@ -41,6 +42,7 @@ class Checkpoint:
     build_options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # the training run's task, for a run's last.pt
 
 
 def _first_line(error: BaseException) -> str:
@@ -56,10 +58,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
 
 
-def read_torch_state(path: Path) -> dict[str, torch.Tensor]:
+def load_torch_file(path: Path) -> Any:
     """torch.load with weights_only=True: tensors and plain containers only, so no code in the file can run."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message is a paragraph; keep the line that says why
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
@@ -70,6 +72,10 @@ def read_torch_state(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({reason.splitlines()[0]})") from None
     except Exception as e:  # torch raises many types for truncated or foreign files
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
+
+
+def _state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a loaded .pth/.pt: the state_dict itself, or the one a training checkpoint wraps."""
     for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -84,8 +90,13 @@ def _has_key(state: dict[str, torch.Tensor], pattern: str) -> bool:
     return any(regex.match(k) for k in state)
 
 
+def _without_counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
 def read_weights(path: str | Path) -> Checkpoint:
-    """Read a weights file (.safetensors, or .pth/.pt with weights_only=True) and detect its layout."""
+    """Read a weights file (.safetensors, or .pth/.pt with weights_only=True, a run's last.pt included) and detect
+    its layout."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
@@ -93,12 +104,19 @@ def read_weights(path: str | Path) -> Checkpoint:
     if path.suffix == ".safetensors":
         state, metadata = _read_safetensors(path)
     else:
-        state = read_torch_state(path)
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        loaded = load_torch_file(path)
+        state = _state_dict(loaded, path)
+        if isinstance(loaded, dict) and loaded.get("format") == STATE_FORMAT:
+            config = dict(loaded.get("model_config") or {})
+            return Checkpoint(path, "mobilenets", _without_counters(state),
+                              {k: v for k, v in config.items() if k not in BUILD_ARGS}, config,
+                              dict(loaded.get("meta") or {}), loaded.get("task"))
+    state = _without_counters(state)
     if CONFIG_KEY in metadata:
         config = json.loads(metadata[CONFIG_KEY])
         options = {k: v for k, v in config.items() if k not in BUILD_ARGS}
-        return Checkpoint(path, "mobilenets", state, options, config, json.loads(metadata.get(META_KEY, "{}")))
+        meta = json.loads(metadata.get(META_KEY, "{}"))
+        return Checkpoint(path, "mobilenets", state, options, config, meta, meta.get("task"))
     if _has_key(state, r"features\.\d+\.block\."):
         return Checkpoint(path, "torchvision", state, {"bn_eps": 1e-3, "bn_momentum": 0.01})
     if _has_key(state, r"features\.\d+\.conv\."):

@@ -1,17 +1,28 @@
-"""Save and load our own models: safetensors tensors plus the config that rebuilds the network."""
+"""Our own files, and the one way from a checkpoint to a model.
+
+`save` writes safetensors with the config that rebuilds the network; `save_training_state` a run's resumable
+`last.pt`. `model_from_checkpoint` rebuilds and fills the model any of our checkpoints describes (a classifier, a
+detector, `best.safetensors` or `last.pt`), and `require_architecture` refuses, in one line naming both, an
+architecture asked for that a checkpoint contradicts: training, evaluation, prediction, export and fine-tuning all
+go through these two.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from .._atomic import atomic_path
 from ..models import MobileNet, build_model
-from .convert import BUILD_ARGS, CONFIG_KEY, META_KEY, WeightsError, load_into, read_weights
+from .convert import CONFIG_KEY, META_KEY, STATE_FORMAT, Checkpoint, WeightsError, load_into, read_weights
+
+Model = TypeVar("Model", bound=nn.Module)
 
 
 def save(model: nn.Module, path: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
@@ -31,12 +42,38 @@ def save(model: nn.Module, path: str | Path, *, meta: dict[str, Any] | None = No
     return path
 
 
-def load(path: str | Path) -> MobileNet:
-    """Rebuild and fill a model saved by `save`: the same architecture, options and tensors."""
-    checkpoint = read_weights(path)
+def save_training_state(path: Path, task: str, state: dict[str, Any]) -> None:
+    """Write a run's `last.pt` atomically: a kill at any moment leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": STATE_FORMAT, "task": task, **state}, tmp)
+
+
+def require_architecture(checkpoint: Checkpoint, asked: Mapping[str, tuple[Any, str]]) -> None:
+    """Refuse an architecture the checkpoint contradicts: `asked` maps a build option (`name`, `width_mult`, ...) to
+    (the value asked for, the option that asked, e.g. '--width'). What the checkpoint knows comes from its config
+    (ours) or its published-weights entry; a foreign file without either is checked by shape when loaded."""
+    known = {**(checkpoint.config or {}), **checkpoint.build_options}
+    what = "detector" if known.get("name") == "centernet" else known.get("name", "model")
+    for key, (wanted, option) in asked.items():
+        have = known.get(key)
+        if wanted is None or have is None or have == wanted:
+            continue
+        hint = f"{option} {have}" if option.startswith("-") else f"{option}={have!r}"
+        raise WeightsError(f"{checkpoint.path}: a {what} with {key} {have}, but this run asks for {wanted} "
+                           f"(pass {hint})")
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, build: Callable[..., Model] = build_model) -> Model:
+    """The model one of our checkpoints describes, rebuilt by `build(**config)` (`build_model` for a zoo network,
+    `create_detector` for a detector) and filled with its tensors."""
     if checkpoint.config is None:
-        raise WeightsError(f"{path}: holds no mobilenets config; use create_model(name, weights=path)")
-    args = {k: checkpoint.config[k] for k in BUILD_ARGS if k in checkpoint.config}
-    model = build_model(args.pop("name"), **args, **checkpoint.build_options)
+        raise WeightsError(f"{checkpoint.path}: holds no mobilenets config (for torchvision or timm weights use "
+                           f"create_model(name, weights=path))")
+    model = build(**checkpoint.config)
     load_into(model, checkpoint)
     return model
+
+
+def load(path: str | Path) -> MobileNet:
+    """Rebuild and fill a model saved by `save`: the same architecture, options and tensors."""
+    return model_from_checkpoint(read_weights(path))

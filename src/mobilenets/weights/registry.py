@@ -20,7 +20,7 @@ from torch.hub import download_url_to_file
 from torchvision.transforms import v2
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_transform
-from .convert import Checkpoint, read_weights
+from .convert import Checkpoint, WeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -219,18 +219,18 @@ def download(name: str, cache_dir: str | Path | None = None, *, progress: bool =
     return fetch_verified(w.url, directory, w.sha256, w.sha256_prefix, progress, filename=filename)
 
 
-def open_weights(weights: str | Path, model: str) -> tuple[Checkpoint, dict[str, Any]]:
+def open_weights(weights: str | Path, model: str) -> Checkpoint:
     """Read weights given as a file or as a registry name (downloaded, hash-checked) for zoo model `model`.
 
-    Returns the checkpoint and the `create_model` options its architecture needs (the registry entry's, then the
-    layout's own, e.g. BN eps 1e-3 for torchvision's V3).
+    The checkpoint's `build_options` hold the `create_model` options its architecture needs: the layout's own (e.g.
+    BN eps 1e-3 for torchvision's V3), then the registry entry's (its width, 1.0 unless it says otherwise).
     """
-    preset: dict[str, Any] = {}
     if isinstance(weights, str) and weights in REGISTRY:
         entry = REGISTRY[weights]
         if entry.model != model:
-            raise ValueError(f"{weights} are weights for {entry.model}, not {model}")
-        preset = dict(entry.model_options)
-        weights = download(weights)
-    checkpoint = read_weights(weights)
-    return checkpoint, {**checkpoint.build_options, **preset}
+            raise WeightsError(f"{weights} are weights for {entry.model}, not {model}")
+        checkpoint = read_weights(download(weights))
+        checkpoint.build_options = {**checkpoint.build_options, "width_mult": 1.0,
+                                    **entry.model_options}
+        return checkpoint
+    return read_weights(weights)

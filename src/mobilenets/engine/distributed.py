@@ -29,6 +29,14 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
+    def agree(self, decision: bool) -> bool:
+        """Rank 0's `decision`, on every process (e.g. to stop early: only rank 0 evaluates)."""
+        if not self.enabled:
+            return decision
+        flag = torch.tensor([int(decision)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
 
 def average_buffers(module: torch.nn.Module, job: Distributed) -> None:
     """Average batch-norm running statistics over the processes, so every rank holds the same model.

@@ -1,0 +1,53 @@
+"""The options the engine itself reads, whatever the task: optimisation, schedule, EMA, AMP, data loading,
+seeding, output and resume. A task's config is a subclass that adds its own and may change these defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..recipes import count, option, options_dict, positive_float, positive_int, range_problems
+
+OPTIMIZERS = ("sgd", "rmsprop", "adamw")
+SCHEDULES = ("cosine", "step")
+# options that may change between an interrupted run and its resumption without changing the result
+RESUMABLE_CHANGES = frozenset({"resume", "workers", "output", "device"})
+
+
+@dataclass
+class TrainingOptions:
+    """Everything the training loop depends on; the resolved values are written to the run's `config.yaml`."""
+
+    epochs: int = option(8, "training epochs", type=positive_int)
+    batch_size: int = option(64, "images per step, over all processes", type=positive_int)
+    lr: float = option(0.01, "peak learning rate", type=positive_float)
+    optimizer: str = option("adamw", "the optimizer", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "sgd and rmsprop momentum")
+    rmsprop_alpha: float = option(0.9, "rmsprop's decay of the squared-gradient average")
+    rmsprop_eps: float = option(0.0316, "rmsprop epsilon: sqrt of TensorFlow's 1e-3, which TF adds inside the root")
+    weight_decay: float = option(0.05, "decoupled (adamw) or L2 weight decay; none on batch norm and biases")
+    schedule: str = option("cosine", "cosine to zero, or step decay", choices=SCHEDULES)
+    step_epochs: float = option(1.0, "step schedule: multiply the lr by gamma every this many epochs")
+    gamma: float = option(0.98, "step schedule: the decay factor")
+    warmup_epochs: float = option(0.3, "linear warm-up, in epochs")
+    clip_grad: float | None = option(None, "clip the gradient norm to this", type=positive_float, metavar="NORM")
+    ema: bool = option(False, "evaluate and keep an exponential moving average of the weights")
+    ema_decay: float = option(0.9998, "the EMA's decay per step")
+    amp: bool = option(True, "float16 autocast (CUDA only)")
+    channels_last: bool = option(True, "channels-last memory order")
+    workers: int | None = option(None, "data-loading processes (0 for built-in data, else up to 4)", type=count)
+    seed: int = option(0, "seeds the initialisation, data order, augmentation and built-in data")
+    output: str = option("runs/train", "where checkpoints, metrics and plots go", metavar="DIR")
+    resume: bool = option(False, "continue from OUTPUT/last.pt")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...", metavar="DEV")
+
+    def to_dict(self) -> dict[str, Any]:
+        return options_dict(self)
+
+    def problems(self) -> list[str]:
+        """One line per invalid option."""
+        return range_problems(
+            positive={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr},
+            nonnegative={"warmup_epochs": self.warmup_epochs, "weight_decay": self.weight_decay,
+                         "workers": self.workers or 0},
+            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)})

@@ -1,0 +1,64 @@
+"""A run's files beside its checkpoints: train.log, metrics.csv rewritten after each epoch and curves.png redrawn
+every half minute."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._atomic import write_text
+from ..plots import plot_curves
+
+
+def start_logging(log: logging.Logger, out: Path, is_main: bool) -> logging.Handler | None:
+    """Log to stderr, and on the main process also to `out/train.log`; returns the file handler to close."""
+    log.setLevel(logging.INFO)
+    if not log.handlers or all(isinstance(h, logging.FileHandler) for h in log.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(console)
+    if not is_main:
+        log.setLevel(logging.WARNING)
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler
+
+
+class MetricsFiles:
+    """A run's metrics.csv, rewritten after every epoch, and curves.png (losses, and the validation `scores`
+    against epoch), redrawn at most every `plot_every_s` seconds and at the end: a redraw takes about half a
+    second, which dominated runs of many short epochs."""
+
+    def __init__(self, out: Path, columns: Sequence[str], scores: Sequence[str], score_label: str, *,
+                 plot_every_s: float = 30.0) -> None:
+        self.out, self.columns, self.scores, self.score_label = out, list(columns), scores, score_label
+        self.plot_every_s = plot_every_s
+        self._plotted_at: float | None = None
+        self._plotted_rows = 0
+
+    def update(self, history: list[dict[str, float]]) -> None:
+        """Rewrite metrics.csv; redraw curves.png if the last drawing is older than `plot_every_s`."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        write_text(self.out / "metrics.csv", buffer.getvalue())
+        if self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_every_s:
+            self._plot(history)
+
+    def finish(self, history: list[dict[str, float]]) -> None:
+        """Redraw curves.png if the last drawing misses epochs."""
+        if history and self._plotted_rows != len(history):
+            self._plot(history)
+
+    def _plot(self, history: list[dict[str, float]]) -> None:
+        plot_curves(history, self.out / "curves.png", scores=self.scores, score_label=self.score_label)
+        self._plotted_at, self._plotted_rows = time.monotonic(), len(history)
