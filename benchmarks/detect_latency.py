@@ -22,7 +22,7 @@ import torchvision
 from PIL import Image
 
 from mobilenets import cpu
-from mobilenets.deploy import export
+from mobilenets.deploy import export_graph
 from mobilenets.deploy.bench import onnx_session
 from mobilenets.deploy.timing import time_call
 from mobilenets.detection import create_detector, decode
@@ -49,7 +49,8 @@ def _pipeline(run_network, transform, image: Image.Image):
 def end_to_end_ms(model: torch.nn.Module, size: int, threads: int, work: Path, runs: int = 30,
                   network_only: bool = False) -> float:
     """Median ms of letterbox + onnxruntime network + decode for one 640x480 image (or the network alone)."""
-    path = export(model, "onnx", work / "detector.onnx", resolution=size, output_names=["heatmap", "size", "offset"])
+    path = export_graph(model, "onnx", work / "detector.onnx", resolution=size,
+                        output_names=["heatmap", "size", "offset"])
     session = onnx_session(path, threads, spinning=network_only)  # idle threads must not spin through decoding
     if network_only:
         zeros = torch.zeros(1, 3, size, size).numpy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import tempfile
@@ -28,8 +29,11 @@ LABELS = ("random initialisation (the default run)", "backbone pretrained on bui
 
 
 def _read_curve(run: Path) -> list[dict[str, float]]:
+    """A run's metrics.csv rows, with the training images seen by the end of each epoch."""
+    per_epoch = json.loads((run / "summary.json").read_text())["train_images"]
     with open(run / "metrics.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [{**row, "images_seen": row["epoch"] * per_epoch} for row in rows]
 
 
 def _train_pair(classifier: str | None, work: str) -> list[Path]:

@@ -23,7 +23,7 @@ import torchvision
 
 import mobilenets
 from mobilenets import cpu
-from mobilenets.deploy import export
+from mobilenets.deploy import export_graph
 from mobilenets.deploy.bench import matmul_flops, onnx_session
 from mobilenets.deploy.timing import interleaved, time_call
 
@@ -58,7 +58,7 @@ def main() -> None:
             ours = mobilenets.create_model(name, weights=weights).eval()
             their_path = Path(tmp) / f"tv_{name}.onnx"
             torch.onnx.export(theirs, (x,), dynamo=True, opset_version=18).save(str(their_path))
-            our_path = export(ours, "onnx", Path(tmp) / f"ours_{name}.onnx", resolution=224)
+            our_path = export_graph(ours, "onnx", Path(tmp) / f"ours_{name}.onnx", resolution=224)
             sessions = {"tv": onnx_session(their_path, args.threads), "ours": onnx_session(our_path, args.threads)}
             feed = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
             runners = {key: lambda s=session, f=feed[key]: s.run(None, f) for key, session in sessions.items()}

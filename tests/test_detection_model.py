@@ -13,7 +13,7 @@ from conftest import nontrivial
 from torchvision.ops import box_iou
 
 import mobilenets
-from mobilenets.deploy import export
+from mobilenets.deploy import export_graph
 from mobilenets.detection import (
     centernet_loss,
     coco_evaluate,
@@ -87,7 +87,7 @@ def test_separable_heads_save_exactly_the_full_3x3_convs_cost_but_the_depthwise_
 
 def test_onnx_outputs_match_pytorch(tmp_path):
     model = nontrivial(small_detector("mobilenet_v3_small"), size=128)
-    path = export(model, "onnx", tmp_path / "centernet.onnx", resolution=128)
+    path = export_graph(model, "onnx", tmp_path / "centernet.onnx", resolution=128)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
@@ -100,7 +100,7 @@ def test_onnx_outputs_match_pytorch(tmp_path):
 
 def test_torchscript_matches_pytorch_on_odd_sizes(tmp_path):
     model = nontrivial(small_detector("mobilenet_v2"), size=128)
-    scripted = torch.jit.load(str(export(model, "torchscript", tmp_path / "centernet.pt", resolution=128)))
+    scripted = torch.jit.load(str(export_graph(model, "torchscript", tmp_path / "centernet.pt", resolution=128)))
     x = torch.randn(1, 3, 100, 70)
     with torch.no_grad():
         for actual, wanted in zip(scripted(x), model(x), strict=True):

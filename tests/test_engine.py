@@ -87,7 +87,7 @@ def test_resume_refuses_another_tasks_run_and_a_changed_option(tmp_path):
     with pytest.raises(TrainingError, match=r"cannot resume with a different lr \(0\.1 in the run, 0\.2 now\)"):
         fit(Toy(), toy_config(tmp_path, epochs=1, lr=0.2, resume=True), progress=False)
     other = type("Other", (Toy,), {"name": "other"})()
-    with pytest.raises(TrainingError, match=r"a toy run's checkpoint, not a other one"):
+    with pytest.raises(TrainingError, match=r"the checkpoint of a toy run, not of a other run"):
         fit(other, toy_config(tmp_path, epochs=1, resume=True), progress=False)
 
 

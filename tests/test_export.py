@@ -14,7 +14,7 @@ from conftest import error_to_signal, int8_weights, nontrivial, on_cpu
 
 import mobilenets
 from mobilenets import cpu
-from mobilenets.deploy import export, fold_batchnorm
+from mobilenets.deploy import export_graph, fold_batchnorm
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -41,9 +41,9 @@ def test_folding_batchnorm_keeps_outputs(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_onnx_and_torchscript_match_pytorch_at_batch_1_and_3(tmp_path, name):
     model = small(name)
-    onnx_path = export(model, "onnx", tmp_path / "m.onnx", resolution=96, dynamic_batch=True,
-                       metadata={"classes": [str(i) for i in range(10)]})
-    script_path = export(model, "torchscript", tmp_path / "m.pt", resolution=96)
+    onnx_path = export_graph(model, "onnx", tmp_path / "m.onnx", resolution=96, dynamic_batch=True,
+                             metadata={"classes": [str(i) for i in range(10)]})
+    script_path = export_graph(model, "torchscript", tmp_path / "m.pt", resolution=96)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     scripted = torch.jit.load(str(script_path))
     for batch in (1, 3):
@@ -57,7 +57,7 @@ def test_onnx_and_torchscript_match_pytorch_at_batch_1_and_3(tmp_path, name):
 
 
 def test_onnxruntime_fuses_hard_swish_into_convolutions(tmp_path):
-    path = export(small("mobilenet_v3_large"), "onnx", tmp_path / "m.onnx", resolution=96)
+    path = export_graph(small("mobilenet_v3_large"), "onnx", tmp_path / "m.onnx", resolution=96)
     exported = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     assert exported["HardSwish"] > 0 and exported["HardSigmoid"] > 0  # the operators themselves, not x*relu6(x+3)/6
     assert "BatchNormalization" not in exported
@@ -86,7 +86,7 @@ def test_mobilenet_v3_runs_in_the_blocked_layout_without_reorders(tmp_path, dyna
     keeps the network in NCHWc: one reorder out before the classifier, and inside only where a channel count is
     not a multiple of the layout's block (16 with AVX-512, 8 with AVX2: at width 0.5 every count is a multiple of
     8, and 8 and 72 are not of 16); every pool whose channels are a multiple of the block runs blocked."""
-    path = export(small("mobilenet_v3_small"), "onnx", tmp_path / "m.onnx", resolution=96,
+    path = export_graph(small("mobilenet_v3_small"), "onnx", tmp_path / "m.onnx", resolution=96,
                   dynamic_batch=dynamic_batch)
     graph = onnx.load(str(path)).graph
     exported = collections.Counter(n.op_type for n in graph.node)
@@ -117,7 +117,7 @@ def test_channel_scales_are_broadcast_only_onto_larger_maps(tmp_path):
     resizes = {}
     for name in ("mobilenet_v2", "mobilenet_v3_small"):
         model = small(name)
-        path = export(model, "onnx", tmp_path / f"{name}.onnx", resolution=32)
+        path = export_graph(model, "onnx", tmp_path / f"{name}.onnx", resolution=32)
         resizes[name] = sum(n.op_type == "Resize" for n in onnx.load(str(path)).graph.node)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         x = torch.randn(1, 3, 32, 32)
@@ -130,7 +130,8 @@ def test_quantizing_drops_the_layout_resizes_and_keeps_the_function(tmp_path):
     from mobilenets.deploy import quantize
     from mobilenets.deploy.quantize import _drop_channel_broadcasts
 
-    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64, dynamic_batch=True)
+    fp32 = export_graph(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64,
+                        dynamic_batch=True)
     unbroadcast = onnx.load(str(fp32))
     _drop_channel_broadcasts(unbroadcast.graph)
     assert not any("channel_broadcast" in e.name for e in [*unbroadcast.graph.value_info, *unbroadcast.graph.node,
@@ -147,7 +148,7 @@ def test_quantizing_drops_the_layout_resizes_and_keeps_the_function(tmp_path):
 
 def test_pt2_export_reloads(tmp_path):
     model = small("mobilenet_v2")
-    path = export(model, "pt2", tmp_path / "m.pt2", resolution=64, dynamic_batch=True)
+    path = export_graph(model, "pt2", tmp_path / "m.pt2", resolution=64, dynamic_batch=True)
     program = torch.export.load(str(path))
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
@@ -171,8 +172,8 @@ def test_int8_model_agrees_with_fp32_and_reloads_the_same(tmp_path):
     from mobilenets.data.transforms import default_preprocess
     from mobilenets.deploy import calibration_batches, quantize
 
-    fp32 = export(small("mobilenet_v2"), "onnx", tmp_path / "fp32.onnx", resolution=64, dynamic_batch=True,
-                  metadata={"classes": [str(i) for i in range(10)]})
+    fp32 = export_graph(small("mobilenet_v2"), "onnx", tmp_path / "fp32.onnx", resolution=64,
+                        dynamic_batch=True, metadata={"classes": [str(i) for i in range(10)]})
     preprocess = default_preprocess(64)
     int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, preprocess, images=64))
     graph = onnx.load(str(int8)).graph
@@ -212,7 +213,7 @@ def test_int8_weights_use_7_bits_with_reduce_range_and_8_without(tmp_path, monke
     from mobilenets.data.transforms import default_preprocess
     from mobilenets.deploy import calibration_batches, quantize
 
-    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
+    fp32 = export_graph(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
     batches = list(calibration_batches(None, default_preprocess(64), images=16))
     no_vnni, vnni = ("avx2",), ("avx2", "avx512_vnni")
     largest = {}
@@ -232,7 +233,7 @@ def test_layer_groups_kept_in_float_get_no_quantize_nodes(tmp_path):
     from mobilenets.data.transforms import default_preprocess
     from mobilenets.deploy import calibration_batches, quantize
 
-    fp32 = export(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
+    fp32 = export_graph(small("mobilenet_v3_small"), "onnx", tmp_path / "fp32.onnx", resolution=64)
     int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, default_preprocess(64), images=16),
                     keep_float=("first_conv", "classifier"))
     graph = onnx.load(str(int8)).graph

@@ -101,11 +101,11 @@ def test_the_default_grid_is_the_one_chosen_for_this_cpu(monkeypatch, flags, lev
 def test_quantizing_the_finetuned_model_keeps_its_weights_exactly(tmp_path, monkeypatch, flags):
     """With the defaults on a CPU with VNNI and on one without, fine-tuning and quantizing use the same grid."""
     from mobilenets.data.transforms import default_preprocess
-    from mobilenets.deploy import calibration_batches, export, quantize
+    from mobilenets.deploy import calibration_batches, export_graph, quantize
 
     on_cpu(monkeypatch, flags)
     tuned = finetune_for_int8(tiny_classifier(), batches(), epochs=1, observe_steps=1, progress=False)
-    fp32 = export(tuned, "onnx", tmp_path / "fp32.onnx", resolution=32)
+    fp32 = export_graph(tuned, "onnx", tmp_path / "fp32.onnx", resolution=32)
     int8 = quantize(fp32, tmp_path / "int8.onnx", calibration_batches(None, default_preprocess(32), images=8))
     dequantized = [q.astype(np.float32) * (scale.reshape(-1, *[1] * (q.ndim - 1)) if scale.ndim else scale)
                    for q, scale in int8_weights(int8)]

@@ -45,12 +45,10 @@ def pretrained_model(name: str, checkpoint: Checkpoint, *, width_mult: float | N
     and its class count is returned. `argument_names` name the options in errors."""
     require_architecture(checkpoint, {"name": (name, argument_names["name"]),
                                       "width_mult": (width_mult, argument_names["width_mult"])})
-    known = {k: v for k, v in {**(checkpoint.config or {}), **checkpoint.build_options}.items() if k != "name"}
-    width_mult = known.pop("width_mult", 1.0) if width_mult is None else width_mult
-    known.pop("width_mult", None)
-    if num_classes is None:
-        num_classes = known.get("num_classes", 1000)
-    built = {k: v for k, v in known.items() if k not in ("num_classes", "dropout")}
+    known = {**(checkpoint.config or {}), **checkpoint.build_options}
+    width_mult = known.get("width_mult", 1.0) if width_mult is None else width_mult
+    num_classes = known.get("num_classes", 1000) if num_classes is None else num_classes
+    built = {k: v for k, v in known.items() if k not in ("name", "width_mult", "num_classes", "dropout")}
     model = build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout,
                         **{**built, **options})
     theirs = checkpoint_num_classes(model, checkpoint)

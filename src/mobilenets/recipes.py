@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,29 +94,20 @@ def make_options(kind: type[Options], recipe: str | Path | None = None, **overri
     return options
 
 
-def _int_at_least(minimum: int, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
-    return value
+def integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (epochs, batch size, image size)."""
-    return _int_at_least(1, text)
-
-
-def count(text: str) -> int:
-    """argparse type: an integer >= 0 (worker processes, classes with 0 meaning none)."""
-    return _int_at_least(0, text)
-
-
-def resolution(text: str) -> int:
-    """argparse type: an input size in pixels, at least 32 (the networks' total stride)."""
-    return _int_at_least(32, text)
+positive_int, count, resolution = integer_at_least(1), integer_at_least(0), integer_at_least(32)  # 32: total stride
 
 
 def positive_float(text: str) -> float:

@@ -33,7 +33,8 @@ class TrainConfig(TrainingOptions):
     pretrained: str | None = option(None, "initial weights: our checkpoint, a torchvision/timm file, or a "
                                           "published-weights name", metavar="SOURCE")
     freeze_backbone: bool = option(False, "train only the classifier")
-    crop_scale: tuple[float, float] = option((0.8, 1.0), "random-resized-crop area range (mild: see TRAINING.md)")
+    crop_scale: tuple[float, float] = option((0.8, 1.0), "random-resized-crop area range (mild: ImageNet's 0.08-1 "
+                                                         "destroys small data)")
     hflip: bool = option(False, "random horizontal flips")
     color_jitter: float = option(0.0, "brightness/contrast/saturation jitter")
     auto_augment: str | None = option(None, "an automatic augmentation policy", choices=AUTO_AUGMENT)

@@ -4,7 +4,6 @@ the report on its own validation split and, if asked, quantization-aware fine-tu
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +12,10 @@ from torch.utils.data import DataLoader
 
 from ..data.folder import DataError
 from ..data.transforms import Preprocess, default_preprocess, eval_transform
-from ..deploy import export
-from ..deploy.int8 import Int8Report, ReportImages, export_int8
+from ..deploy import Exported, ReportImages, export
 from .checkpoint import Classifier, load_classifier
 from .data import build_data
 from .evaluate import evaluation_set, training_config
-
-
-@dataclass
-class Exported:
-    """The exported file, and for int8 the comparison with fp32."""
-
-    path: Path
-    resolution: int
-    int8: Int8Report | None = None
 
 
 def report_images(classifier: Classifier, val: str | Path | None, preprocess: Preprocess, limit: int = 2000
@@ -54,25 +43,20 @@ def export_classifier(checkpoint: str | Path, format: str, output: str | Path, *
                       dynamic_batch: bool = False, int8: bool = False, calibration: str | Path | None = None,
                       val: str | Path | None = None, keep_float: Iterable[str] = (),
                       reduce_range: bool | None = None, qat_epochs: int = 0) -> Exported:
-    """Export a trained classifier (`best.safetensors` or `last.pt`) as `format`, batch norm folded, at its
-    training resolution unless `resolution` is given. `int8` (ONNX only): quantized, calibrated on `calibration`
-    (default: built-in shapes) and compared with fp32 on `val` (default: the run's validation split), after
-    `qat_epochs` epochs of quantization-aware fine-tuning on the run's training data."""
-    if int8 and format != "onnx":
-        raise ValueError("int8 needs the onnx format")
-    if (qat_epochs or reduce_range is not None) and not int8:
-        raise ValueError("qat_epochs and reduce_range need int8")
+    """`deploy.export` of a trained classifier (`best.safetensors` or `last.pt`) with its class names and
+    preprocessing in the metadata, at its training resolution unless `resolution` is given. With `int8`, the
+    report compares int8 with fp32 on `val` (default: the run's validation split), and `qat_epochs` fine-tune on
+    the run's training data first."""
+    if qat_epochs < 0:
+        raise ValueError(f"qat_epochs must be 0 or more, got {qat_epochs}")
     classifier = load_classifier(checkpoint)
     size = resolution or classifier.preprocess.image_size
+    preprocess = classifier.preprocess if size == classifier.preprocess.image_size else default_preprocess(size)
     metadata = {"classes": classifier.classes, "preprocess": classifier.preprocess.to_dict(),
                 "model": classifier.model.config}
-    if not int8:
-        return Exported(export(classifier.model, format, output, resolution=size, dynamic_batch=dynamic_batch,
-                               metadata=metadata), size)
-    preprocess = classifier.preprocess if size == classifier.preprocess.image_size else default_preprocess(size)
-    report = export_int8(classifier.model, output, resolution=size, preprocess=preprocess,
-                         calibration=calibration, report=report_images(classifier, val, preprocess),
-                         qat_loader=training_loader(classifier) if qat_epochs else None, qat_epochs=qat_epochs,
-                         keep_float=keep_float, reduce_range=reduce_range, dynamic_batch=dynamic_batch,
-                         metadata=metadata)
-    return Exported(report.path, size, report)
+    int8_options = {"preprocess": preprocess, "calibration": calibration, "keep_float": keep_float,
+                    "reduce_range": reduce_range, "report": report_images(classifier, val, preprocess),
+                    "qat_loader": training_loader(classifier) if qat_epochs else None, "qat_epochs": qat_epochs
+                    } if int8 else {}
+    return export(classifier.model, format, output, resolution=size, dynamic_batch=dynamic_batch,
+                  metadata=metadata, int8=int8, **int8_options)

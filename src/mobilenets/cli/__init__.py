@@ -34,17 +34,12 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"mobilenets: error: {message} (see '{self.prog} --help')\n")
 
 
-def num_classes(text: str) -> int:
-    """argparse type: a class count >= 0 (0: no classifier)."""
-    return count(text)
-
-
 def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool = True) -> None:
     """NAME, --width, --num-classes and the model options, as every command that builds a network takes them."""
     parser.add_argument("name", metavar="NAME", choices=list_models(), nargs=None if name_required else "?",
                         help=f"one of {', '.join(list_models())}")
     parser.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="width multiplier α (1.0)")
-    parser.add_argument("--num-classes", type=num_classes, default=1000, metavar="K", help="classes (1000)")
+    parser.add_argument("--num-classes", type=count, default=1000, metavar="K", help="classes (1000; 0: no classifier)")
     options = parser.add_argument_group("model options (only those of the chosen model are accepted)")
     for name, (default, summary, models) in architecture_options().items():
         flag = f"--{name.replace('_', '-')}"

@@ -8,7 +8,7 @@ import sys
 from .. import cpu
 from ..classification.export import export_classifier
 from ..data.folder import DataError
-from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export, export_int8
+from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export
 from ..deploy.quantize import checked_groups
 from ..recipes import resolution
 from ..weights.convert import WeightsError
@@ -65,32 +65,31 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--qat-epochs must be 0 or more, got {args.qat_epochs}")
     if args.qat_epochs and not (args.int8 and args.checkpoint):
         raise CommandError("--qat-epochs needs --int8 and a trained --checkpoint")
-    if args.reduce_range is not None and not args.int8:
-        raise CommandError("--full-range and --reduce-range need --int8")
+    int8_only = {"--full-range and --reduce-range": args.reduce_range, "--calibration": args.calibration,
+                 "--keep-float": args.keep_float or None, "--val": args.val}
+    if not args.int8 and (given := [flag for flag, value in int8_only.items() if value is not None]):
+        raise CommandError(f"{given[0]} {'need' if ' and ' in given[0] else 'needs'} --int8")
+    if args.val is not None and args.checkpoint is None:
+        raise CommandError("--val needs a trained --checkpoint (a zoo model's random weights have no labels)")
     if args.int8:  # quantize and the QAT grid make the same choice: choose_weight_range is their one source
         print(f"int8 weights: {choose_weight_range(args.reduce_range)}")
-    int8 = {"calibration": args.calibration, "keep_float": args.keep_float, "reduce_range": args.reduce_range}
+    int8 = {"int8": args.int8, "calibration": args.calibration, "keep_float": args.keep_float,
+            "reduce_range": args.reduce_range}
     try:
         if args.checkpoint is not None:
             exported = export_classifier(args.checkpoint, args.format, args.output, resolution=args.resolution,
-                                         dynamic_batch=args.dynamic_batch, int8=args.int8, val=args.val,
-                                         qat_epochs=args.qat_epochs, **int8)
-            path, report, size = exported.path, exported.int8, exported.resolution
+                                         dynamic_batch=args.dynamic_batch, val=args.val, qat_epochs=args.qat_epochs,
+                                         **int8)
         else:
-            model, size = model_from_args(args), args.resolution or 224
-            metadata = {"model": model.config}
-            if args.int8:
-                report = export_int8(model, args.output, resolution=size, dynamic_batch=args.dynamic_batch,
-                                     metadata=metadata, **int8)
-                path = report.path
-            else:
-                path, report = export(model, args.format, args.output, resolution=size,
-                                      dynamic_batch=args.dynamic_batch, metadata=metadata), None
+            model = model_from_args(args)
+            exported = export(model, args.format, args.output, resolution=args.resolution or 224,
+                              dynamic_batch=args.dynamic_batch, metadata={"model": model.config}, **int8)
     except (WeightsError, DataError, ValueError, FileNotFoundError) as e:
         raise CommandError(str(e)) from None
-    if report is not None:
-        _print_int8(report)
-    print(f"wrote {path} ({args.format}{', int8' if args.int8 else ''}, {size}x{size}, "
+    if exported.int8 is not None:
+        _print_int8(exported.int8)
+    size = exported.resolution
+    print(f"wrote {exported.path} ({args.format}{', int8' if args.int8 else ''}, {size}x{size}, "
           f"{'dynamic batch' if args.dynamic_batch else 'batch 1'})")
     return 0
 
@@ -101,7 +100,7 @@ def _print_int8(report: Int8Report) -> None:
                 else "")
     print(f"int8 vs fp32 on {report.images}: top-1 agreement {report.agreement:.4f}{accuracy}; batch-1 latency "
           f"{report.int8_ms:.2f} ms vs {report.fp32_ms:.2f} ms")
-    if not report.faster:
+    if report.int8_ms >= report.fp32_ms:
         info = cpu.describe()
         why = (f"even with this CPU's {info.int8_dot_product_name}" if info.int8_dot_product
                else f"without {info.int8_dot_product_name} there are no fast int8 kernels")

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     try:
         train(config)
-    except (DataError, WeightsError, FileNotFoundError) as e:
+    except (DataError, WeightsError, FileNotFoundError, ValueError) as e:
         raise CommandError(str(e)) from None
     except TrainingError as e:
         raise RunFailed(str(e)) from None

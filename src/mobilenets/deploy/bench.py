@@ -21,7 +21,7 @@ from .._atomic import write_text
 from ..models import build_model
 from ..profile import profile
 from ..weights.registry import list_published
-from .export import export, fold_batchnorm
+from .export import export_graph, fold_batchnorm
 from .quantize import calibration_batches, quantize
 from .timing import interleaved, median_p90, round_count, seconds
 
@@ -70,7 +70,7 @@ def make_runner(model: torch.nn.Module, backend: str, x: torch.Tensor, work: Pat
                 threads: int) -> Callable[[], object]:
     """A no-argument callable that runs one inference of `model` on `x` with `backend`."""
     if backend.startswith("onnxruntime"):
-        path = export(model, "onnx", work / "fp32.onnx", resolution=x.shape[-1], dynamic_batch=True)
+        path = export_graph(model, "onnx", work / "fp32.onnx", resolution=x.shape[-1], dynamic_batch=True)
         if backend == "onnxruntime-int8":
             from ..data.transforms import default_preprocess
 

@@ -135,8 +135,9 @@ def _broadcast_channel_scales(graph, types: dict) -> None:
                 break
 
 
-def export(model: nn.Module, format: str, output: str | Path, *, resolution: int = 224, dynamic_batch: bool = False,
-           metadata: dict[str, Any] | None = None, output_names: list[str] | None = None) -> Path:
+def export_graph(model: nn.Module, format: str, output: str | Path, *, resolution: int = 224,
+                 dynamic_batch: bool = False, metadata: dict[str, Any] | None = None,
+                 output_names: list[str] | None = None) -> Path:
     """Write `model` (BN folded, eval mode) as `format` ('onnx', 'torchscript', 'pt2') to `output`.
 
     `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files;

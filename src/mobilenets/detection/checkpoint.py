@@ -41,10 +41,6 @@ def load_detector(path: str | Path) -> Detector:
     return _detector(read_weights(path))
 
 
-def _flag(key: str) -> str:
-    return "--" + {"width_mult": "width"}.get(key, key).replace("_", "-")
-
-
 def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float, num_classes: int,
                         **options: Any) -> tuple[CenterNet, str]:
     """A detector (`create_detector` options) initialised from `source`: another detector checkpoint of ours
@@ -55,7 +51,8 @@ def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float,
     checkpoint = open_weights(source, backbone)
     if (checkpoint.config or {}).get("name") == "centernet":
         asked = {"backbone": backbone, "width_mult": width_mult, **options}
-        require_architecture(checkpoint, {k: (v, _flag(k)) for k, v in asked.items()})
+        require_architecture(checkpoint, {k: (v, f"--{'width' if k == 'width_mult' else k.replace('_', '-')}")
+                                          for k, v in asked.items()})
         detector = _detector(checkpoint)
         model, note = detector.model.train(), ""
         if detector.model.num_classes != num_classes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..deploy.export import export
+from ..deploy.export import export_graph
 from .checkpoint import Detector
 
 OUTPUT_NAMES = ["heatmap", "size", "offset"]
@@ -19,5 +19,5 @@ def export_detector(detector: Detector, output: str | Path, *, dynamic_batch: bo
                 "preprocess": "letterbox: longer side to image_size, pad right/bottom with the ImageNet mean; "
                               "normalise with ImageNet mean and std",
                 "outputs": "heatmap logits [B,K,h,w], size (w,h) and offset (x,y) [B,2,h,w] at stride 4"}
-    return export(detector.model, "onnx", output, resolution=detector.image_size, dynamic_batch=dynamic_batch,
+    return export_graph(detector.model, "onnx", output, resolution=detector.image_size, dynamic_batch=dynamic_batch,
                   metadata=metadata, output_names=OUTPUT_NAMES)

@@ -25,16 +25,25 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
+    def _flag(self, value: bool) -> torch.Tensor:
+        return torch.tensor([int(value)], device=torch.device("cuda", self.local_rank)
+                            if dist.get_backend() == "nccl" else "cpu")
 
     def agree(self, decision: bool) -> bool:
-        """Rank 0's `decision`, on every process (e.g. to stop early: only rank 0 evaluates)."""
+        """Rank 0's `decision`, on every process once rank 0 has made it (e.g. to stop early: only rank 0
+        evaluates); a barrier too."""
         if not self.enabled:
             return decision
-        flag = torch.tensor([int(decision)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        flag = self._flag(decision)
         dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
+    def all_true(self, value: bool) -> bool:
+        """Whether `value` holds on every process (e.g. a finite loss: one rank alone must not stop)."""
+        if not self.enabled:
+            return value
+        flag = self._flag(value)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
 
 

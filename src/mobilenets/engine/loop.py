@@ -49,12 +49,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     criterion: Callable[[Any, Any], torch.Tensor], device: torch.device, *,
                     epoch: int, amp: bool = False, channels_last: bool = True, clip_grad: float | None = None,
                     scaler: torch.amp.GradScaler | None = None, after_step: Callable[[], None] | None = None,
-                    progress: bool = True, description: str = "train",
-                    keep_eval: nn.Module | None = None) -> EpochStats:
+                    progress: bool = True, description: str = "train", keep_eval: nn.Module | None = None,
+                    all_true: Callable[[bool], bool] = bool) -> EpochStats:
     """Train over `loader` of (images, targets) once, stepping the scheduler per batch; stops on a NaN/infinite
     loss. Targets that are tensors go to the device; others (e.g. lists of boxes) are the criterion's to place.
 
     `keep_eval`: a part of the model (a frozen backbone) whose batch norms keep their running statistics.
+    `all_true`: whether a condition holds on every process (data-parallel: all stop together on a bad loss).
     """
     model.train()
     if keep_eval is not None:
@@ -66,7 +67,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         y = y.to(device, non_blocking=True) if isinstance(y, torch.Tensor) else y
         with autocast(device, amp):
             loss = criterion(model(x), y)
-        if not math.isfinite(loss.item()):
+        if not all_true(math.isfinite(loss.item())):
             raise NonFiniteLossError(f"epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:

@@ -3,6 +3,7 @@ best checkpoint. Classification and detection are such definitions (see docs/add
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,48 +27,40 @@ class TaskData:
     description: str  # one line for the log: what the data is and how much of it
     meta: dict[str, Any]  # what a checkpoint needs to be used: class names, preprocessing, ...
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files and why
-    built_in: bool = False  # generated in this process: loading it in worker processes only costs start-up time
+    built_in: bool = False  # generated in this process: worker processes would only add start-up time
     collate: Callable[[list], Any] | None = None
 
 
-class Task:
-    """A training task: subclasses set the class attributes and implement the methods without a default."""
+class Task(ABC):
+    """A training task. Subclasses set the attributes and implement the abstract methods:
+
+    build_data -> TaskData; build_model -> the network (with a `config` dict that rebuilds it); build_loss ->
+    loss(outputs, targets), a scalar tensor; evaluate -> {"val_loss": ..., each of `scores`: ...} over the
+    validation loader; describe_model and describe_scores -> log lines; summary -> the task's entries of
+    summary.json (the engine adds epochs, data sizes, time and the CPU).
+    """
 
     name: str  # recorded in checkpoints, so that one task's last.pt is never resumed by another
-    scores: tuple[str, ...]  # the validation scores evaluate() returns, as metrics.csv columns after val_loss
+    scores: tuple[str, ...]  # the validation scores, as metrics.csv columns after val_loss
     best: str  # the score (higher is better) that picks best.safetensors
     score_label: str  # the y-axis of the scores in curves.png
     eval_batch_size: int = 64  # the smallest validation batch
 
-    def build_data(self, config: TrainingOptions, progress: bool) -> TaskData:
-        raise NotImplementedError
-
-    def build_model(self, config: TrainingOptions, data: TaskData) -> nn.Module:
-        """The network to train; it must have a `config` dict that rebuilds it (see weights.io.save)."""
-        raise NotImplementedError
-
-    def build_loss(self, config: TrainingOptions, data: TaskData, model: nn.Module
-                   ) -> Callable[[Any, Any], torch.Tensor]:
-        """loss(model outputs, batch targets) -> a scalar tensor."""
-        raise NotImplementedError
-
+    @abstractmethod
+    def build_data(self, config: TrainingOptions, progress: bool) -> TaskData: ...
+    @abstractmethod
+    def build_model(self, config: TrainingOptions, data: TaskData) -> nn.Module: ...
+    @abstractmethod
+    def build_loss(self, config: TrainingOptions, data: TaskData, model: nn.Module) -> Callable: ...
+    @abstractmethod
     def evaluate(self, config: TrainingOptions, model: nn.Module, loader: Iterable, device: torch.device,
-                 data: TaskData, *, amp: bool, progress: bool) -> dict[str, float]:
-        """`val_loss` and every score in `scores`, over the validation loader, the model in eval mode."""
-        raise NotImplementedError
-
-    def describe_model(self, config: TrainingOptions, data: TaskData) -> str:
-        """What is trained, for the log: e.g. 'mobilenet_v2 α=0.5, 10 classes'."""
-        raise NotImplementedError
-
-    def describe_scores(self, row: dict[str, float]) -> str:
-        """An epoch's scores for the log, e.g. 'top-1 0.9170  top-5 0.9985'."""
-        raise NotImplementedError
-
-    def summary(self, config: TrainingOptions, history: list[dict[str, float]], best: dict[str, float]
-                ) -> dict[str, Any]:
-        """The task's own entries of summary.json (the engine adds epochs, data sizes, time, CPU)."""
-        raise NotImplementedError
+                 data: TaskData, *, amp: bool, progress: bool) -> dict[str, float]: ...
+    @abstractmethod
+    def describe_model(self, config: TrainingOptions, data: TaskData) -> str: ...
+    @abstractmethod
+    def describe_scores(self, row: dict[str, float]) -> str: ...
+    @abstractmethod
+    def summary(self, config: TrainingOptions, history: list[dict], best: dict) -> dict[str, Any]: ...
 
     def frozen_part(self, config: TrainingOptions, model: nn.Module) -> nn.Module | None:
         """A part of the model that is not trained: its batch norms keep their running statistics."""
@@ -79,3 +72,4 @@ class Task:
 
     def check_result(self, config: TrainingOptions, history: list[dict[str, float]]) -> None:
         """Raise TrainingError if the finished run failed a goal it was set (e.g. an overfit check)."""
+        return None

@@ -97,7 +97,7 @@ def _restore(path: Path, task: Task, config: TrainingOptions, model: nn.Module, 
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise TrainingError(f"{path}: not a mobilenets training checkpoint")
     if state.get("task") != task.name:
-        raise TrainingError(f"{path}: a {state.get('task')} run's checkpoint, not a {task.name} one")
+        raise TrainingError(f"{path}: the checkpoint of a {state.get('task')} run, not of a {task.name} run")
     before = {k: v for k, v in state["train_config"].items() if k not in RESUMABLE_CHANGES}
     now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
     if changed := sorted(k for k in now if before.get(k) != now[k]):
@@ -131,7 +131,8 @@ def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distrib
     start, history, best_epoch = 0, [], 0
     if config.resume and state_path.is_file():
         state = _restore(state_path, task, config, model, optimizer, scheduler, ema)
-        start, history, best_epoch = state["epoch"], list(state["history"]), state["best_epoch"]
+        start, history = state["epoch"], list(state["history"])
+        best_epoch = state.get("best_epoch", state.get("best", {}).get("epoch", 0))  # older: {"best": {"epoch"}}
     elif config.resume:
         log.info("nothing to resume in %s: starting from scratch", out)
     if job.is_main:
@@ -156,7 +157,7 @@ def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distrib
                 channels_last=config.channels_last, clip_grad=config.clip_grad, scaler=scaler,
                 after_step=(lambda: ema.update_parameters(model)) if ema is not None else None,
                 progress=progress, description=f"epoch {epoch + 1}/{config.epochs}",
-                keep_eval=task.frozen_part(config, model))
+                keep_eval=task.frozen_part(config, model), all_true=job.all_true)
         except NonFiniteLossError as e:
             kept = f"the last good checkpoint is {state_path}" if state_path.is_file() else "no checkpoint was written"
             raise TrainingError(f"{e}; stopping ({kept})") from None
@@ -181,7 +182,6 @@ def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distrib
             log.info("epoch %d/%d  train loss %.4f  val loss %.4f  %s  %.0f images/s  %.0fs", epoch + 1,
                      config.epochs, stats.loss, row["val_loss"], task.describe_scores(row), row["images_per_second"],
                      stats.seconds)
-        job.barrier()
         if job.agree(job.is_main and task.stop_early(config, history)):
             break
     best = history[best_epoch - 1] if history else {}

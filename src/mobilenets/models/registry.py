@@ -1,4 +1,5 @@
-"""Model names, their options, and `create_model`: the one way users build a zoo network."""
+"""Model names, their options, and `build_model`: a zoo network by name, randomly initialised (`create_model`,
+above the zoo, also loads weights)."""
 
 from __future__ import annotations
 

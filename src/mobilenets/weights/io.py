@@ -1,10 +1,10 @@
 """Our own files, and the one way from a checkpoint to a model.
 
 `save` writes safetensors with the config that rebuilds the network; `save_training_state` a run's resumable
-`last.pt`. `model_from_checkpoint` rebuilds and fills the model any of our checkpoints describes (a classifier, a
-detector, `best.safetensors` or `last.pt`), and `require_architecture` refuses, in one line naming both, an
-architecture asked for that a checkpoint contradicts: training, evaluation, prediction, export and fine-tuning all
-go through these two.
+`last.pt`. `model_from_checkpoint` rebuilds and fills the model any of our checkpoints describes (a classifier or
+a detector, `best.safetensors` or `last.pt`), and `require_architecture` refuses, in one line naming both, an
+architecture asked for that a checkpoint contradicts: training, evaluation, prediction, export and fine-tuning
+all go through these two.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def require_architecture(checkpoint: Checkpoint, asked: Mapping[str, tuple[Any, 
     (ours) or its published-weights entry; a foreign file without either is checked by shape when loaded."""
     known = {**(checkpoint.config or {}), **checkpoint.build_options}
     what = "detector" if known.get("name") == "centernet" else known.get("name", "model")
+    if what == "detector" and "name" in asked:
+        raise WeightsError(f"{checkpoint.path}: a detector, not a {asked['name'][0]} (a detector's backbone "
+                           f"initialises a detector: mobilenets detect train --pretrained)")
     for key, (wanted, option) in asked.items():
         have = known.get(key)
         if wanted is None or have is None or have == wanted:
@@ -76,4 +79,7 @@ def model_from_checkpoint(checkpoint: Checkpoint, build: Callable[..., Model] = 
 
 def load(path: str | Path) -> MobileNet:
     """Rebuild and fill a model saved by `save`: the same architecture, options and tensors."""
-    return model_from_checkpoint(read_weights(path))
+    checkpoint = read_weights(path)
+    if (checkpoint.config or {}).get("name") == "centernet":
+        raise WeightsError(f"{path}: a detector; load it with mobilenets.detection.load_detector")
+    return model_from_checkpoint(checkpoint)

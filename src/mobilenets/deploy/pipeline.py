@@ -1,0 +1,89 @@
+"""`export`: a model for inference in one call. The graph (batch norm folded) as ONNX, TorchScript or pt2; with
+`int8`, first quantization-aware fine-tuning if asked, then onnxruntime's static quantization calibrated on
+images, and a report of int8 against fp32 (agreement, accuracy with labels, batch-1 latency), so that a slower or
+less faithful int8 model is seen before it ships."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from torch import nn
+
+from ..data.transforms import Preprocess, default_preprocess
+from .export import export_graph
+from .qat import finetune_for_int8
+from .quantize import WeightRange, calibration_batches, choose_weight_range, compare, quantize
+
+
+class ReportImages(NamedTuple):
+    """Preprocessed NCHW images to compare int8 with fp32 on, their labels if known, and what they are."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    description: str
+
+
+@dataclass
+class Int8Report:
+    """The int8 weights' range, and how the int8 model compares with the fp32 export."""
+
+    weights: WeightRange
+    images: str
+    agreement: float
+    fp32_ms: float
+    int8_ms: float
+    fp32_top1: float | None = None
+    int8_top1: float | None = None
+
+
+@dataclass
+class Exported:
+    """The written file, its input size, and for int8 the comparison with fp32."""
+
+    path: Path
+    resolution: int
+    int8: Int8Report | None = None
+
+
+def export(model: nn.Module, format: str, output: str | Path, *, resolution: int = 224, dynamic_batch: bool = False,
+           metadata: dict[str, Any] | None = None, output_names: list[str] | None = None, int8: bool = False,
+           preprocess: Preprocess | None = None, calibration: str | Path | None = None,
+           report: ReportImages | None = None, qat_loader: Iterable | None = None, qat_epochs: int = 0,
+           keep_float: Iterable[str] = (), reduce_range: bool | None = None) -> Exported:
+    """Write `model` (BN folded, eval mode) as `format` ('onnx', 'torchscript', 'pt2') to `output`.
+
+    `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files;
+    `output_names` name the ONNX outputs (default: one, `logits`). `int8` (ONNX only): quantized with
+    calibration on `calibration` (a folder of images; default: the built-in shapes) preprocessed as `preprocess`
+    says (default: ImageNet's at `resolution`), compared with fp32 on `report` (default: 64 unlabelled built-in
+    shapes), after `qat_epochs` epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float` and
+    `reduce_range` as in `quantize`.
+    """
+    if not int8:
+        return Exported(export_graph(model, format, output, resolution=resolution, dynamic_batch=dynamic_batch,
+                                     metadata=metadata, output_names=output_names), resolution)
+    if format != "onnx":
+        raise ValueError(f"int8 needs the onnx format, not {format}")
+    if qat_epochs < 0 or (qat_epochs and qat_loader is None):
+        raise ValueError(f"qat_epochs must be 0 or more, with training data (qat_loader); got {qat_epochs}")
+    if preprocess is None or preprocess.image_size != resolution:
+        preprocess = default_preprocess(resolution)
+    if qat_epochs:
+        model = finetune_for_int8(model, qat_loader, epochs=qat_epochs, reduce_range=reduce_range)
+    if report is None:
+        images = np.concatenate(list(calibration_batches(None, preprocess, images=64, split="val")))
+        report = ReportImages(images, None, "64 built-in validation images (no labels)")
+    with tempfile.TemporaryDirectory() as work:
+        fp32 = export_graph(model, "onnx", Path(work) / "fp32.onnx", resolution=resolution,
+                            dynamic_batch=dynamic_batch, metadata=metadata, output_names=output_names)
+        path = quantize(fp32, output, calibration_batches(calibration, preprocess), keep_float=keep_float,
+                        reduce_range=reduce_range)
+        compared = compare(fp32, path, report.images, report.labels)
+    return Exported(path, resolution, Int8Report(choose_weight_range(reduce_range), report.description,
+                                                 compared["agreement"], compared["fp32_ms"], compared["int8_ms"],
+                                                 compared.get("fp32_top1"), compared.get("int8_top1")))
