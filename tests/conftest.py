@@ -146,7 +146,7 @@ CLASSIFIER_RUN = {"model": "mobilenet_v3_small", "width": 0.25, "image_size": 32
                   "warmup_epochs": 0.5}
 DETECTOR_RUN = {"backbone": "mobilenet_v3_small", "width": 0.5, "image_size": 96, "synthetic_train_size": 48,
                 "synthetic_val_size": 16, "batch_size": 8, "epochs": 2, "workers": 0, "lr": 0.004,
-                "warmup_epochs": 0.5}
+                "warmup_epochs": 0.5, "ema": True, "ema_decay": 0.9}  # the engine's EMA, on the detector too
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def tiny_recipe(tmp_path) -> list[str]:
-    """`--config` with the tiny settings (the synthetic set sizes are recipe-only options)."""
+    """`--config` with the tiny settings, as a user would keep them."""
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text("\n".join(f"{k}: {v}" for k, v in TINY.items()))
     return ["--config", str(recipe)]
@@ -52,6 +52,7 @@ def test_run_writes_every_output(finished_run):
     assert {"map", "map50", "best_epoch", "classes"} <= set(summary)
     assert summary["classes"] == SyntheticDetection("val", length=1).classes
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + TINY["epochs"]
+    assert "model_ema" in torch.load(out / "last.pt", weights_only=True)  # evaluated and saved: the EMA
 
 
 def test_eval_reproduces_the_logged_ap_and_saved_results_re_evaluate_the_same(finished_run, tmp_path):

@@ -8,15 +8,22 @@ model-selection arguments, argument validators, and `CommandError` for user erro
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .. import __version__
+from ..engine import TrainingError
 from ..models import MobileNet, architecture_options, build_model, list_models
-from ..recipes import count, positive_float
+from ..recipes import add_options, count, options_given, positive_float
 
 COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect")
+
+
+# what bad input raises: ValueError (ConfigError, DataError and WeightsError among them) or FileNotFoundError
+BAD_INPUT = (ValueError, FileNotFoundError)
 
 
 class CommandError(Exception):
@@ -57,6 +64,26 @@ def model_from_args(args: argparse.Namespace) -> MobileNet:
         return build_model(args.name, width_mult=args.width, num_classes=args.num_classes, **options)
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+
+
+def add_training_command(subparsers: argparse._SubParsersAction, name: str, kind: type,
+                         make_config: Callable[..., Any], train: Callable[[Any], Any], **parser: str) -> None:
+    """A command that trains: `--config` (a YAML recipe) and one flag per field of the config dataclass `kind`;
+    it resolves defaults < recipe < flags with `make_config` and calls `train(config)`."""
+    p = subparsers.add_parser(name, **parser)
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML recipe (see configs/); options given here win")
+    add_options(p, kind)
+    p.set_defaults(run=functools.partial(_train, kind, make_config, train))
+
+
+def _train(kind: type, make_config: Callable[..., Any], train: Callable[[Any], Any], args: argparse.Namespace) -> int:
+    try:
+        train(make_config(args.config, **options_given(args, kind)))
+    except TrainingError as e:
+        raise RunFailed(str(e)) from None
+    except BAD_INPUT as e:
+        raise CommandError(str(e)) from None
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,18 +8,13 @@ import sys
 from pathlib import Path
 
 from .._atomic import write_text
-from ..data.folder import DataError
 from ..detection.checkpoint import load_detector
 from ..detection.config import DetectConfig, make_detect_config
 from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
 from ..detection.task import train_detector
-from ..engine import TrainingError
-from ..recipes import ConfigError, add_options, options_given, positive_int
-from ..weights.convert import WeightsError
-from . import CommandError, RunFailed
-
-DATA_ERRORS = (DataError, WeightsError, FileNotFoundError, ValueError)
+from ..recipes import positive_int
+from . import BAD_INPUT, CommandError, add_training_command
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,24 +35,10 @@ def _add_val_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("train", help="train a detector (default: on the built-in synthetic set)",
-                            description="Train a CenterNet. With no options: the built-in synthetic detection set "
-                                        "and a fast recipe (under 10 minutes on 2 CPU cores; a smoke test).")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML recipe; options given here win")
-    add_options(p, DetectConfig)
-    p.set_defaults(run=_train)
-
-
-def _train(args: argparse.Namespace) -> int:
-    try:
-        train_detector(make_detect_config(args.config, **options_given(args, DetectConfig)))
-    except ConfigError as e:
-        raise CommandError(str(e)) from None
-    except TrainingError as e:
-        raise RunFailed(str(e)) from None
-    except DATA_ERRORS as e:
-        raise CommandError(str(e)) from None
-    return 0
+    add_training_command(commands, "train", DetectConfig, make_detect_config, train_detector,
+                         help="train a detector (default: on the built-in synthetic set)",
+                         description="Train a CenterNet. With no options: the built-in synthetic detection set and "
+                                     "a fast recipe (under 10 minutes on 2 CPU cores; a smoke test).")
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
@@ -81,7 +62,7 @@ def _eval(args: argparse.Namespace) -> int:
         result, where = evaluate_checkpoint(args.checkpoint, data=args.data, val_json=args.val_json,
                                             val_images=args.val_images, batch_size=args.batch_size,
                                             progress=not args.json)
-    except (ConfigError, *DATA_ERRORS) as e:
+    except BAD_INPUT as e:
         raise CommandError(str(e)) from None
     if args.save_results:
         write_text(args.save_results, json.dumps(result.results))
@@ -109,7 +90,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     try:
         results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
-    except (WeightsError, ValueError, FileNotFoundError) as e:
+    except BAD_INPUT as e:
         raise CommandError(str(e)) from None
     Path(args.output).mkdir(parents=True, exist_ok=True)  # even when no image could be read and drawn
     write_text(Path(args.output) / "detections.json", json.dumps(coco))
@@ -139,7 +120,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     try:
         detector = load_detector(args.checkpoint)
-    except (WeightsError, ValueError, FileNotFoundError) as e:
+    except BAD_INPUT as e:
         raise CommandError(str(e)) from None
     path = export_detector(detector, args.output, dynamic_batch=args.dynamic_batch)
     print(f"wrote {path} (onnx, {detector.image_size}x{detector.image_size}, outputs heatmap, size, offset)")

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 from ..classification.evaluate import evaluate
-from ..data.folder import DataError
-from ..weights.convert import WeightsError
-from . import CommandError
+from . import BAD_INPUT, CommandError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(checkpoint, args.data, batch_size=args.batch_size, workers=args.workers,
                           confusion_png=png, progress=not args.json)
-    except (DataError, WeightsError, ValueError) as e:
+    except BAD_INPUT as e:
         raise CommandError(str(e)) from None
     if args.json:
         print(json.dumps(report))

@@ -7,12 +7,10 @@ import sys
 
 from .. import cpu
 from ..classification.export import export_classifier
-from ..data.folder import DataError
 from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export
 from ..deploy.quantize import checked_groups
 from ..recipes import resolution
-from ..weights.convert import WeightsError
-from . import CommandError, add_model_arguments, model_from_args
+from . import BAD_INPUT, CommandError, add_model_arguments, model_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             model = model_from_args(args)
             exported = export(model, args.format, args.output, resolution=args.resolution or 224,
                               dynamic_batch=args.dynamic_batch, metadata={"model": model.config}, **int8)
-    except (WeightsError, DataError, ValueError, FileNotFoundError) as e:
+    except BAD_INPUT as e:
         raise CommandError(str(e)) from None
     if exported.int8 is not None:
         _print_int8(exported.int8)

@@ -7,8 +7,7 @@ import json
 import sys
 
 from ..classification.predict import predict
-from ..weights.convert import WeightsError
-from . import CommandError
+from . import BAD_INPUT, CommandError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--topk must be >= 1, got {args.topk}")
     try:
         results = predict(args.checkpoint, args.images, topk=args.topk)
-    except (WeightsError, ValueError, FileNotFoundError) as e:
+    except BAD_INPUT as e:
         raise CommandError(str(e)) from None
     failed = 0
     for result in results:
