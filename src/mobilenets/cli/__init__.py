@@ -22,16 +22,14 @@ from ..recipes import add_options, count, options_given, positive_float
 COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect")
 
 
-# what bad input raises: ValueError (ConfigError, DataError and WeightsError among them) or FileNotFoundError
+# what the API raises for bad input: ValueError (ConfigError, DataError, WeightsError) or FileNotFoundError; a
+# command lets them through, and `main` prints them as one line with exit status 2
 BAD_INPUT = (ValueError, FileNotFoundError)
 
 
 class CommandError(Exception):
-    """A user error: `main` prints it as one `mobilenets: error: ...` line and exits with status 2."""
-
-
-class RunFailed(Exception):
-    """Valid input, but the work failed (e.g. training diverged): one line, exit status 1."""
+    """A user error found by the command itself: `main` prints it as one `mobilenets: error: ...` line and exits
+    with status 2."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -77,12 +75,7 @@ def add_training_command(subparsers: argparse._SubParsersAction, name: str, kind
 
 
 def _train(kind: type, make_config: Callable[..., Any], train: Callable[[Any], Any], args: argparse.Namespace) -> int:
-    try:
-        train(make_config(args.config, **options_given(args, kind)))
-    except TrainingError as e:
-        raise RunFailed(str(e)) from None
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    train(make_config(args.config, **options_given(args, kind)))
     return 0
 
 
@@ -101,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as exc:
+    except (CommandError, *BAD_INPUT) as exc:  # bad input: exit status 2
         print(f"mobilenets: error: {exc}", file=sys.stderr)
         return 2
-    except RunFailed as exc:
+    except TrainingError as exc:  # valid input, but the work failed (e.g. training diverged)
         print(f"mobilenets: error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
 from ..detection.task import train_detector
 from ..recipes import positive_int
-from . import BAD_INPUT, CommandError, add_training_command
+from . import CommandError, add_training_command
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,12 +58,9 @@ def _eval(args: argparse.Namespace) -> int:
         raise CommandError("--val-json and --val-images go together")
     if args.data is not None and args.val_json is not None:
         raise CommandError("give either --data or --val-json/--val-images, not both")
-    try:
-        result, where = evaluate_checkpoint(args.checkpoint, data=args.data, val_json=args.val_json,
-                                            val_images=args.val_images, batch_size=args.batch_size,
-                                            progress=not args.json)
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    result, where = evaluate_checkpoint(args.checkpoint, data=args.data, val_json=args.val_json,
+                                        val_images=args.val_images, batch_size=args.batch_size,
+                                        progress=not args.json)
     if args.save_results:
         write_text(args.save_results, json.dumps(result.results))
     if args.json:
@@ -88,10 +85,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    try:
-        results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
     Path(args.output).mkdir(parents=True, exist_ok=True)  # even when no image could be read and drawn
     write_text(Path(args.output) / "detections.json", json.dumps(coco))
     failed = 0
@@ -118,10 +112,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    try:
-        detector = load_detector(args.checkpoint)
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    detector = load_detector(args.checkpoint)
     path = export_detector(detector, args.output, dynamic_batch=args.dynamic_batch)
     print(f"wrote {path} (onnx, {detector.image_size}x{detector.image_size}, outputs heatmap, size, offset)")
     return 0

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..classification.evaluate import evaluate
-from . import BAD_INPUT, CommandError
+from . import CommandError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +31,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{checkpoint}: no such file")
     png = Path(args.output or checkpoint.parent) / "confusion.png"
     png.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        report = evaluate(checkpoint, args.data, batch_size=args.batch_size, workers=args.workers,
-                          confusion_png=png, progress=not args.json)
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    report = evaluate(checkpoint, args.data, batch_size=args.batch_size, workers=args.workers,
+                      confusion_png=png, progress=not args.json)
     if args.json:
         print(json.dumps(report))
         return 0

@@ -10,7 +10,7 @@ from ..classification.export import export_classifier
 from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export
 from ..deploy.quantize import checked_groups
 from ..recipes import resolution
-from . import BAD_INPUT, CommandError, add_model_arguments, model_from_args
+from . import CommandError, add_model_arguments, model_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -73,17 +73,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"int8 weights: {choose_weight_range(args.reduce_range)}")
     int8 = {"int8": args.int8, "calibration": args.calibration, "keep_float": args.keep_float,
             "reduce_range": args.reduce_range}
-    try:
-        if args.checkpoint is not None:
-            exported = export_classifier(args.checkpoint, args.format, args.output, resolution=args.resolution,
-                                         dynamic_batch=args.dynamic_batch, val=args.val, qat_epochs=args.qat_epochs,
-                                         **int8)
-        else:
-            model = model_from_args(args)
-            exported = export(model, args.format, args.output, resolution=args.resolution or 224,
-                              dynamic_batch=args.dynamic_batch, metadata={"model": model.config}, **int8)
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    if args.checkpoint is not None:
+        exported = export_classifier(args.checkpoint, args.format, args.output, resolution=args.resolution,
+                                     dynamic_batch=args.dynamic_batch, val=args.val, qat_epochs=args.qat_epochs,
+                                     **int8)
+    else:
+        model = model_from_args(args)
+        exported = export(model, args.format, args.output, resolution=args.resolution or 224,
+                          dynamic_batch=args.dynamic_batch, metadata={"model": model.config}, **int8)
     if exported.int8 is not None:
         _print_int8(exported.int8)
     size = exported.resolution

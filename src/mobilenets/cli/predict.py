@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..classification.predict import predict
-from . import BAD_INPUT, CommandError
+from . import CommandError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,10 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every image; print results (or JSON lines) on stdout and one line per failure on stderr."""
     if args.topk < 1:
         raise CommandError(f"--topk must be >= 1, got {args.topk}")
-    try:
-        results = predict(args.checkpoint, args.images, topk=args.topk)
-    except BAD_INPUT as e:
-        raise CommandError(str(e)) from None
+    results = predict(args.checkpoint, args.images, topk=args.topk)
     failed = 0
     for result in results:
         if result.error is not None:
