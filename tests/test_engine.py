@@ -100,3 +100,31 @@ def test_every_config_field_is_a_flag(kind):
     assert flags == fields
     args = parser.parse_args(["--epochs", "5", "--no-channels-last"])
     assert options_given(args, kind) == {"epochs": 5, "channels_last": False}
+
+
+def test_a_second_run_never_replaces_the_first_unless_told(tmp_path):
+    first = fit(Toy(), toy_config(tmp_path, epochs=1), progress=False)
+    kept = (tmp_path / "toy" / "best.safetensors").read_bytes()
+    second = fit(Toy(), toy_config(tmp_path, epochs=1, seed=1), progress=False)
+    assert (first.output, second.output) == (tmp_path / "toy", tmp_path / "toy2")
+    assert (tmp_path / "toy" / "best.safetensors").read_bytes() == kept
+    assert json.loads((tmp_path / "toy2" / "summary.json").read_text())["output"] == str(tmp_path / "toy2")
+    again = fit(Toy(), toy_config(tmp_path, epochs=1, seed=2, exist_ok=True), progress=False)
+    assert again.output == tmp_path / "toy" and (tmp_path / "toy" / "best.safetensors").read_bytes() != kept
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(TrainingError, match=r"output: .*file is a file, not a folder"):
+        fit(Toy(), toy_config(tmp_path, output=str(tmp_path / "file")), progress=False)
+
+
+def test_a_run_folder_in_use_is_refused_naming_its_holder(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    with open(folder / ".lock", "w") as held:
+        held.write("pid 12345")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(TrainingError, match=r"toy: another run \(pid 12345\) is writing here"):
+            fit(Toy(), toy_config(tmp_path, exist_ok=True), progress=False)
+    assert not (folder / "last.pt").exists()

@@ -246,7 +246,7 @@ torch.save(result.model.state_dict(), f"{sys.argv[1]}/rank{os.environ['RANK']}.p
 
 
 def test_two_process_training_ends_with_identical_weights(tmp_path):
-    script = tmp_path / "ddp.py"
+    script = tmp_path.with_name(f"{tmp_path.name}-ddp.py")  # outside the run folder, which starts empty
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -51,10 +51,22 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
 def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
                    choices: dict[str, tuple[Any, Sequence[str]]]) -> list[str]:
     """One line per option out of range: not > 0, negative, or not one of its allowed values."""
-    problems = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if not v > 0]
-    problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if v < 0]
+    problems = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if not v > 0 or v == math.inf]
+    problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if not 0 <= v < math.inf]
     return problems + [f"{k}: {v!r} is not one of {', '.join(allowed)}" for k, (v, allowed) in choices.items()
                        if v is not None and v not in allowed]
+
+
+MAX_WIDTH = 4.0  # the papers go to 1.4; beyond 4 a network outgrows a phone and, soon, memory
+MAX_IMAGE_SIZE = 4096
+
+
+def size_problems(width: float, image_size: int) -> list[str]:
+    """A width multiplier or input size out of any sensible range: refused before memory is spent on it."""
+    problems = [] if 0 < width <= MAX_WIDTH else [f"width: must be in (0, {MAX_WIDTH:g}], got {width}"]
+    if not 32 <= image_size <= MAX_IMAGE_SIZE:
+        problems.append(f"image_size: must be between 32 and {MAX_IMAGE_SIZE}, got {image_size}")
+    return problems
 
 
 def options_dict(options: Any) -> dict[str, Any]:
@@ -69,6 +81,10 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a YAML recipe") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror if isinstance(e, OSError) else 'not text'})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if raw is None:

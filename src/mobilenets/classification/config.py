@@ -9,7 +9,7 @@ from typing import Any
 
 from ..engine.config import TrainingOptions
 from ..models import list_models
-from ..recipes import ConfigError, make_options, option, positive_float, positive_int, range_problems
+from ..recipes import ConfigError, make_options, option, positive_float, positive_int, range_problems, size_problems
 
 __all__ = ["AUTO_AUGMENT", "ConfigError", "TrainConfig", "make_config"]
 
@@ -44,13 +44,18 @@ class TrainConfig(TrainingOptions):
         problems = super().problems()
         if self.model not in list_models():
             problems.append(f"model: unknown {self.model!r}; choose from {', '.join(list_models())}")
-        if self.image_size < 32:
-            problems.append(f"image_size: must be >= 32, got {self.image_size}")
+        problems += size_problems(self.width, self.image_size)
         problems += range_problems(
-            positive={"width": self.width},
+            positive={"synthetic_train_size": self.synthetic_train_size,
+                      "synthetic_val_size": self.synthetic_val_size},
             nonnegative={"label_smoothing": self.label_smoothing, "color_jitter": self.color_jitter,
                          "random_erasing": self.random_erasing},
             choices={"auto_augment": (self.auto_augment, AUTO_AUGMENT)})
+        problems += [f"{k}: must be in [0, 1), got {v}" for k, v in (("dropout", self.dropout),
+                     ("label_smoothing", self.label_smoothing), ("random_erasing", self.random_erasing))
+                     if v is not None and not 0 <= v < 1]
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            problems.append(f"crop_scale: need 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if self.val_split is not None and not 0 < self.val_split < 1:
             problems.append(f"val_split: must be between 0 and 1, got {self.val_split}")
         if self.data is not None and not Path(self.data).is_dir():

@@ -74,7 +74,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("predict", help="detect objects in images; draw them and write COCO-format JSON",
-                            description="Writes OUTPUT/<image>.png with boxes, class names and scores drawn, and "
+                            description="Writes OUTPUT/<image>.png with boxes, class names and scores drawn "
+                                        "(<image>_2.png, _3, ... where a name is an input's or another drawing's: "
+                                        "inputs are never overwritten), and "
                                         "OUTPUT/detections.json in COCO result format. An unreadable image gets a "
                                         "one-line error and exit status 1; the others are still predicted.")
     p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")

@@ -94,7 +94,7 @@ def scan_image_folder(root: str | Path, *, check: bool = True) -> tuple[list[Sam
     root = Path(root)
     class_dirs = _class_dirs(root)
     files = {d.name: _visible_files(d) for d in class_dirs}
-    problems = _find_problems([f for fs in files.values() for f in fs], check)
+    problems = find_problems([f for fs in files.values() for f in fs], check)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
     for label, class_dir in enumerate(class_dirs):
@@ -147,7 +147,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-def _find_problems(files: list[Path], check: bool) -> dict[Path, str | None]:
+def find_problems(files: list[Path], check: bool = True) -> dict[Path, str | None]:
+    """Why each file cannot be used as an image (None: it can), decoding them on a few threads when `check`."""
     if not check:
         return {f: _quick_problem(f) for f in files}
     with ThreadPoolExecutor(_CHECK_THREADS) as pool:

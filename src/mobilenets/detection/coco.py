@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..data.folder import DataError, load_rgb
+from ..data.folder import DataError, find_problems, load_rgb
 from .synthetic import ANNOTATION_FILE
 
 _REQUIRED_KEYS = ("images", "annotations", "categories")
@@ -62,18 +62,20 @@ class CocoDetection(Dataset):
         return image, {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "image_id": entry["id"]}
 
     def _existing_images(self, images: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-        """The image entries whose file exists, and (path, reason) for the others; DataError if none exists."""
+        """The image entries whose file exists and decodes, and (path, reason) for the others; DataError if none
+        is left."""
+        paths = [self.image_dir / entry["file_name"] for entry in images]
+        problems = find_problems([p for p in paths if p.is_file()])
         kept, skipped = [], []
-        for entry in images:
-            path = self.image_dir / entry["file_name"]
-            if path.is_file():
+        for entry, path in zip(images, paths, strict=True):
+            if (problem := problems.get(path, "no such file")) is None:
                 kept.append(entry)
             else:
-                skipped.append((path, "no such file"))
+                skipped.append((path, problem))
         if not kept:
             example = f" (e.g. {skipped[0][0].name})" if skipped else ""
             raise DataError(f"{self.image_dir}: none of the {len(images)} images listed in {self.annotation_file} "
-                            f"exists{example}")
+                            f"can be read{example}")
         return kept, skipped
 
     def _clipped_annotations(self, annotations: list[dict[str, Any]],
@@ -122,6 +124,8 @@ def _check_entries(path: Path, kind: str, entries: list[Any], fields: tuple[str,
     seen: set[Any] = set()
     for position, entry in enumerate(entries):
         _require_fields(path, kind, position, entry, fields)
+        if not isinstance(entry["id"], int) or isinstance(entry["id"], bool):
+            raise DataError(f"{path}: {kind} id {entry['id']!r} is not an integer")
         if entry["id"] in seen:
             raise DataError(f"{path}: {kind} id {entry['id']} appears more than once")
         seen.add(entry["id"])

@@ -10,7 +10,16 @@ from typing import Any
 
 from ..engine.config import TrainingOptions
 from ..models import list_models
-from ..recipes import count, load_recipe, make_options, option, positive_float, positive_int, range_problems
+from ..recipes import (
+    count,
+    load_recipe,
+    make_options,
+    option,
+    positive_float,
+    positive_int,
+    range_problems,
+    size_problems,
+)
 from .model import HEAD_CONVS
 
 COCO_FILES = ("train_json", "train_images", "val_json", "val_images")
@@ -27,7 +36,8 @@ class DetectConfig(TrainingOptions):
     weight_decay: float = option(0.0001, "decoupled (adamw) or L2 weight decay; none on batch norm and biases")
     gamma: float = option(0.1, "step schedule: the decay factor")
     clip_grad: float | None = option(10.0, "clip the gradient norm to this", type=positive_float, metavar="NORM")
-    output: str = option("runs/detect", "where checkpoints, metrics and plots go", metavar="DIR")
+    output: str = option("runs/detect", "where checkpoints, metrics and plots go; if it holds another run, the "
+                                        "first free OUTPUT2, OUTPUT3, ...", metavar="DIR")
     backbone: str = option("mobilenet_v2", "the zoo network under the detector", choices=list_models())
     width: float = option(0.5, "backbone width multiplier α", type=positive_float, metavar="W")
     neck_channels: int = option(64, "feature-pyramid channels", type=positive_int)
@@ -58,11 +68,11 @@ class DetectConfig(TrainingOptions):
         problems = super().problems()
         if self.backbone not in list_models():
             problems.append(f"backbone: unknown {self.backbone!r}; choose from {', '.join(list_models())}")
-        if self.image_size < 32:
-            problems.append(f"image_size: must be >= 32, got {self.image_size}")
+        problems += size_problems(self.width, self.image_size)
         problems += range_problems(
-            positive={"width": self.width, "neck_channels": self.neck_channels, "head_channels": self.head_channels,
-                      "max_detections": self.max_detections},
+            positive={"neck_channels": self.neck_channels, "head_channels": self.head_channels,
+                      "max_detections": self.max_detections, "synthetic_train_size": self.synthetic_train_size,
+                      "synthetic_val_size": self.synthetic_val_size},
             nonnegative={"overfit": self.overfit}, choices={"head_conv": (self.head_conv, HEAD_CONVS)})
         if not 0 < self.scale[0] <= self.scale[1]:
             problems.append(f"scale: need 0 < low <= high, got {list(self.scale)}")

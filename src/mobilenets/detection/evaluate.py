@@ -25,10 +25,11 @@ METRICS = {"map": 0, "map50": 1, "map75": 2, "map_small": 3, "map_medium": 4, "m
 
 
 def _complete(ground_truth: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a COCO-format dict with the annotation fields COCOeval needs (`id`, `iscrowd`, `area`) filled in."""
+    """A copy of a COCO-format dict with the annotation fields COCOeval needs (`iscrowd`, `area`) filled in and
+    the annotations numbered 1, 2, ...: pycocotools takes id 0 for "unmatched" and keys matches by id."""
     annotations = []
     for i, ann in enumerate(ground_truth.get("annotations", [])):
-        ann = {"id": i + 1, "iscrowd": 0, **ann}
+        ann = {"iscrowd": 0, **ann, "id": i + 1}
         ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
         annotations.append(ann)
     return {"info": {}, **ground_truth, "annotations": annotations}  # pycocotools 2.0.7's loadRes needs "info"

@@ -71,13 +71,16 @@ def predict_images(checkpoint: str | Path, inputs: list[str | Path], *, threshol
                                                                                       list[dict[str, Any]]]:
     """Detect objects in image files (or folders of them); returns per-image results and the same detections
     in COCO result format (`image_id` = position in the input list + 1, `file_name` added). With `draw_to`,
-    each image is written there as PNG with its boxes, class names and scores drawn."""
+    each image is written there as PNG with its boxes, class names and scores drawn (`drawing_paths`: never over
+    an input, one file per input)."""
     detector = load_detector(checkpoint)
     torch_device = choose_device(device)
     model = detector.model.to(torch_device)
     transform = eval_transform(detector.image_size)
     results, coco = [], []
-    for image_id, path in enumerate(expand_inputs(inputs), start=1):
+    paths = expand_inputs(inputs)
+    drawings = drawing_paths(paths, Path(draw_to)) if draw_to is not None else []
+    for image_id, path in enumerate(paths, start=1):
         try:
             image = load_rgb(path)
         except DataError as e:  # one unreadable image must not stop the others
@@ -91,9 +94,23 @@ def predict_images(checkpoint: str | Path, inputs: list[str | Path], *, threshol
         for record in to_coco_results([Detections(boxes, found.scores, found.labels)], [image_id],
                                       detector.category_ids):
             coco.append({**record, "file_name": str(path)})
-        if draw_to is not None:
-            _draw(image, boxes, names, found.scores.tolist(), Path(draw_to) / f"{Path(path).stem}.png")
+        if drawings:
+            _draw(image, boxes, names, found.scores.tolist(), drawings[image_id - 1])
     return results, coco
+
+
+def drawing_paths(inputs: list[Path], folder: Path) -> list[Path]:
+    """Where each input's drawing goes: `folder/<stem>.png`, or `<stem>_2.png`, `_3`, ... when that name is an
+    input file or another input's drawing (two `x.png` from different folders, or drawing into the input folder)."""
+    taken = {p.resolve() for p in inputs}
+    paths = []
+    for source in inputs:
+        stem, n = source.stem, 1
+        while (path := folder / (f"{stem}.png" if n == 1 else f"{stem}_{n}.png")).resolve() in taken:
+            n += 1
+        taken.add(path.resolve())
+        paths.append(path)
+    return paths
 
 
 def _draw(image, boxes: torch.Tensor, names: list[str], scores: list[float], path: Path) -> None:

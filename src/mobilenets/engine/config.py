@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..recipes import count, option, options_dict, positive_float, positive_int, range_problems
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 SCHEDULES = ("cosine", "step")
 # options that may change between an interrupted run and its resumption without changing the result
-RESUMABLE_CHANGES = frozenset({"resume", "workers", "output", "device"})
+RESUMABLE_CHANGES = frozenset({"resume", "exist_ok", "workers", "output", "device"})
 
 
 @dataclass
@@ -37,7 +39,9 @@ class TrainingOptions:
     channels_last: bool = option(True, "channels-last memory order")
     workers: int | None = option(None, "data-loading processes (0 for built-in data, else up to 4)", type=count)
     seed: int = option(0, "seeds the initialisation, data order, augmentation and built-in data")
-    output: str = option("runs/train", "where checkpoints, metrics and plots go", metavar="DIR")
+    output: str = option("runs/train", "where checkpoints, metrics and plots go; if it holds another run, the first "
+                                       "free OUTPUT2, OUTPUT3, ...", metavar="DIR")
+    exist_ok: bool = option(False, "train into OUTPUT even if it holds another run, replacing its files")
     resume: bool = option(False, "continue from OUTPUT/last.pt")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...", metavar="DEV")
 
@@ -50,4 +54,20 @@ class TrainingOptions:
             positive={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr},
             nonnegative={"warmup_epochs": self.warmup_epochs, "weight_decay": self.weight_decay,
                          "workers": self.workers or 0},
-            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)})
+            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)}) + \
+            device_problems(self.device)
+
+
+def device_problems(name: str) -> list[str]:
+    """Why `name` is not a device this machine can train on (empty if it is)."""
+    try:
+        device = torch.device("cpu" if name == "auto" else name)
+    except RuntimeError:
+        return [f"device: unknown {name!r}; use auto, cpu, cuda or cuda:N"]
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return [f"device: {name} asked for, but this machine has no CUDA GPU (use auto or cpu)"]
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        return [f"device: {name} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"]
+    if device.type not in ("cpu", "cuda"):
+        return [f"device: {name} is not supported; use auto, cpu, cuda or cuda:N"]
+    return []

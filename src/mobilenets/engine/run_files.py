@@ -3,16 +3,62 @@ every half minute."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None
 
 from .._atomic import write_text
 from ..plots import plot_curves
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used: it is a file, or another run is writing to it."""
+
+
+RUN_FILES = ("last.pt", "best.safetensors", "metrics.csv", "summary.json")  # what says a folder holds a run
+
+
+def run_folder(out: Path, *, reuse: bool) -> Path:
+    """`out` unless it holds another run's results (and `reuse`, for resume or exist_ok, is off); then the first of
+    `out2`, `out3`, ... that does not: a run never replaces another's files."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"output: {out} is a file, not a folder")
+    n, folder = 1, out
+    while not reuse and any((folder / name).exists() for name in RUN_FILES):
+        n += 1
+        folder = out.with_name(f"{out.name}{n}")
+    return folder
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder/.lock` while a run writes there: a second run on the same folder fails naming the first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as lock:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise RunFolderError(f"{folder}: another run ({holder}) is writing here; wait for it to end or "
+                                     f"give another --output") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        yield
 
 
 def start_logging(log: logging.Logger, out: Path, is_main: bool) -> logging.Handler | None:

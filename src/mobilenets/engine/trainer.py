@@ -5,6 +5,8 @@ what is trained on what and how it is scored."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +29,7 @@ from .config import RESUMABLE_CHANGES, TrainingOptions
 from .distributed import Distributed, average_buffers, choose_device, init_distributed, shutdown
 from .loop import NonFiniteLossError, train_one_epoch
 from .optim import make_optimizer, make_scheduler
-from .run_files import MetricsFiles, start_logging
+from .run_files import MetricsFiles, RunFolderError, run_folder, run_lock, start_logging
 from .task import Task, TaskData
 
 log = logging.getLogger("mobilenets")
@@ -54,14 +56,22 @@ def fit(task: Task, config: TrainingOptions, *, progress: bool = True) -> TrainR
     """
     device = choose_device(config.device)
     job = init_distributed(device)
-    out = Path(config.output)
-    handler = start_logging(log, out, job.is_main)
     try:
-        return _fit(task, config, device, job, out, progress and job.is_main)
+        asked = out = Path(config.output)
+        if job.is_main:  # the other processes write nothing
+            out = run_folder(asked, reuse=config.resume or config.exist_ok)
+        config = dataclasses.replace(config, output=str(out))
+        with run_lock(out) if job.is_main else contextlib.nullcontext():
+            handler = start_logging(log, out, job.is_main)
+            try:
+                return _fit(task, config, device, job, asked, progress and job.is_main)
+            finally:
+                if handler is not None:
+                    log.removeHandler(handler)
+                    handler.close()
+    except RunFolderError as e:
+        raise TrainingError(str(e)) from None
     finally:
-        if handler is not None:
-            log.removeHandler(handler)
-            handler.close()
         shutdown(job)
 
 
@@ -79,7 +89,11 @@ def _loaders(config: TrainingOptions, data: TaskData, task: Task, job: Distribut
     if per_process * job.world_size < config.batch_size:
         log.warning("%d training images are fewer than one batch of %d: batches of %d", len(data.train),
                     config.batch_size, per_process * job.world_size)
-    workers = config.workers if config.workers is not None else (0 if data.built_in else min(4, os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    workers = config.workers if config.workers is not None else (0 if data.built_in else min(4, cores))
+    if workers > cores:
+        log.warning("%d data-loading workers on %d cores would only contend: using %d", workers, cores, cores)
+        workers = cores
     common = {"num_workers": workers, "pin_memory": device.type == "cuda", "collate_fn": data.collate}
     train = DataLoader(data.train, batch_size=per_process, sampler=sampler, drop_last=True, **common)
     val = DataLoader(data.val, batch_size=max(per_process, task.eval_batch_size), shuffle=False, **common)
@@ -112,8 +126,9 @@ def _restore(path: Path, task: Task, config: TrainingOptions, model: nn.Module, 
     return state
 
 
-def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distributed, out: Path,
+def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distributed, asked: Path,
          progress: bool) -> TrainResult:
+    out = Path(config.output)
     torch.manual_seed(config.seed)
     data = task.build_data(config, progress)
     log.info("data: %s", data.description)
@@ -145,6 +160,7 @@ def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distrib
              f"{sum(p.numel() for p in model.parameters()):,}", device,
              f", {job.world_size} processes" if job.enabled else "")
     log.info("CPU: %s", cpu.summary())
+    log.info("output: %s%s", out, f" ({asked} holds another run; --exist-ok would replace it)" if out != asked else "")
     metrics = MetricsFiles(out, ("epoch", "lr", "train_loss", "val_loss", *task.scores, "images_per_second",
                                  "seconds"), task.scores, task.score_label)
     for epoch in range(start, config.epochs):

@@ -90,6 +90,17 @@ def _has_key(state: dict[str, torch.Tensor], pattern: str) -> bool:
     return any(regex.match(k) for k in state)
 
 
+def _json_object(path: Path, text: str, key: str) -> dict[str, Any]:
+    """Metadata entry `key` as a JSON object, or WeightsError naming the file."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise WeightsError(f"{path}: its {key} metadata is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise WeightsError(f"{path}: its {key} metadata is a {type(value).__name__}, not a JSON object")
+    return value
+
+
 def _without_counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
@@ -113,9 +124,8 @@ def read_weights(path: str | Path) -> Checkpoint:
                               dict(loaded.get("meta") or {}), loaded.get("task"))
     state = _without_counters(state)
     if CONFIG_KEY in metadata:
-        config = json.loads(metadata[CONFIG_KEY])
+        config, meta = (_json_object(path, metadata.get(key, "{}"), key) for key in (CONFIG_KEY, META_KEY))
         options = {k: v for k, v in config.items() if k not in BUILD_ARGS}
-        meta = json.loads(metadata.get(META_KEY, "{}"))
         return Checkpoint(path, "mobilenets", state, options, config, meta, meta.get("task"))
     if _has_key(state, r"features\.\d+\.block\."):
         return Checkpoint(path, "torchvision", state, {"bn_eps": 1e-3, "bn_momentum": 0.01})
@@ -242,11 +252,12 @@ def checkpoint_num_classes(model: nn.Module, checkpoint: Checkpoint) -> int | No
 
 
 def load_into(model: nn.Module, checkpoint: Checkpoint, *, skip_classifier: bool = False,
-              features_only: bool = False) -> None:
+              features_only: bool = False, check_only: bool = False) -> None:
     """Copy a checkpoint's tensors into `model`, or fail naming the first missing, unexpected or misshapen key.
 
     `skip_classifier` leaves the model's final linear layer as it is (fine-tuning on other classes);
-    `features_only` copies only the feature extractor (`features.*`: a detector's backbone).
+    `features_only` copies only the feature extractor (`features.*`: a detector's backbone); `check_only` only
+    checks (e.g. a model on the meta device, built to see whether the checkpoint fits before memory is spent).
     """
     def wanted(key: str) -> bool:
         if key.endswith("num_batches_tracked") or (features_only and not key.startswith("features.")):
@@ -268,4 +279,5 @@ def load_into(model: nn.Module, checkpoint: Checkpoint, *, skip_classifier: bool
     if problems:
         raise WeightsError(f"{checkpoint.path} ({checkpoint.layout} layout) does not fit {_describe(model)}: "
                            + "; ".join(problems))
-    model.load_state_dict({k: tensor for k, (_, tensor) in converted.items()}, strict=False)
+    if not check_only:
+        model.load_state_dict({k: tensor for k, (_, tensor) in converted.items()}, strict=False)

@@ -72,6 +72,13 @@ def model_from_checkpoint(checkpoint: Checkpoint, build: Callable[..., Model] = 
     if checkpoint.config is None:
         raise WeightsError(f"{checkpoint.path}: holds no mobilenets config (for torchvision or timm weights use "
                            f"create_model(name, weights=path))")
+    try:
+        with torch.device("meta"):  # no memory: a config that disagrees with the tensors is refused first
+            load_into(build(**checkpoint.config), checkpoint, check_only=True)
+    except (TypeError, ValueError, KeyError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        raise WeightsError(f"{checkpoint.path}: its config does not describe a model ({e})") from None
     model = build(**checkpoint.config)
     load_into(model, checkpoint)
     return model

@@ -1,0 +1,160 @@
+"""Bad or unusual input loses nothing and scores right: inputs are never overwritten, a run never replaces
+another's files or shares its folder with a concurrent run, and COCO ground truth with odd annotation ids scores
+the same as with clean ones."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mobilenets.detection.evaluate import coco_evaluate
+from mobilenets.detection.inference import predict_images
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_drawn_detections_never_overwrite_an_input_and_keep_same_names_apart(tmp_path, detector_run):
+    out, _ = detector_run
+    for folder, colour in (("a", "red"), ("b", "blue")):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (64, 48), colour).save(tmp_path / folder / "x.png")
+    before = _digest(tmp_path / "a" / "x.png")
+    inputs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]
+    predict_images(out / "best.safetensors", inputs, draw_to=tmp_path / "a")  # drawn into an input folder
+    assert _digest(tmp_path / "a" / "x.png") == before
+    drawn = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert drawn == ["x.png", "x_2.png", "x_3.png"]  # the input, then one drawing per input
+    predict_images(out / "best.safetensors", inputs, draw_to=tmp_path / "drawn")
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["x.png", "x_2.png"]
+    with Image.open(tmp_path / "drawn" / "x.png") as first, Image.open(tmp_path / "drawn" / "x_2.png") as second:
+        assert first.getpixel((0, 0)) != second.getpixel((0, 0))  # a/x.png and b/x.png, not one twice
+
+
+def _truth(ids: list[int]) -> dict:
+    boxes = [[10, 10, 20, 20], [40, 40, 10, 30], [5, 50, 30, 10]]
+    return {"images": [{"id": 1, "width": 100, "height": 100}],
+            "annotations": [{"id": i, "image_id": 1, "category_id": 1, "bbox": b} for i, b in zip(ids, boxes,
+                                                                                                   strict=True)],
+            "categories": [{"id": 1, "name": "thing"}]}
+
+
+@pytest.mark.parametrize("ids", [[0, 1, 2], [7, 7, 7], [3, 0, 3]], ids=["from 0", "all equal", "0 and repeated"])
+def test_annotation_ids_from_zero_or_repeated_score_as_clean_ones(ids):
+    perfect = [{"image_id": 1, "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+               for a in _truth([1, 2, 3])["annotations"]]
+    clean = coco_evaluate(_truth([1, 2, 3]), perfect)
+    assert clean["map50"] == pytest.approx(1.0)
+    assert coco_evaluate(_truth(ids), perfect) == clean
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"width": 100}, "width: must be in (0, 4], got 100"),
+    ({"image_size": 100000}, "image_size: must be between 32 and 4096, got 100000"),
+    ({"dropout": 1.5}, "dropout: must be in [0, 1), got 1.5"),
+    ({"label_smoothing": 1.0}, "label_smoothing: must be in [0, 1), got 1.0"),
+    ({"warmup_epochs": float("nan")}, "warmup_epochs: must be >= 0, got nan"),
+    ({"lr": float("inf")}, "lr: must be > 0, got inf"),
+    ({"crop_scale": (1.0, 0.5)}, "crop_scale: need 0 < low <= high <= 1, got [1.0, 0.5]"),
+    ({"synthetic_train_size": -5}, "synthetic_train_size: must be > 0, got -5"),
+    ({"device": "tpu9"}, "device: unknown 'tpu9'"),
+    ({"device": "cuda:7"}, "device: cuda:7 asked for, but this machine has"),
+])
+def test_option_values_out_of_range_are_one_line_naming_the_option(options, message):
+    from mobilenets.classification import ConfigError, make_config
+
+    with pytest.raises(ConfigError) as info:
+        make_config(**options)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_detection_options_out_of_range(tmp_path):
+    from mobilenets.detection.config import make_detect_config
+    from mobilenets.recipes import ConfigError
+
+    for options, message in (({"width": 50}, "width: must be in (0, 4]"), ({"image_size": 8192}, "image_size: must"),
+                             ({"synthetic_val_size": 0}, "synthetic_val_size: must be > 0")):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            make_detect_config(**options)
+    with pytest.raises(ConfigError, match=r": a folder, not a YAML recipe"):
+        make_detect_config(tmp_path)
+
+
+def _classifier_file(tmp_path: Path, config_text: str | None = None) -> Path:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    import mobilenets
+
+    path = tmp_path / "good.safetensors"
+    model = mobilenets.create_model("mobilenet_v3_small", width_mult=0.25, num_classes=3)
+    mobilenets.save(model, path, meta={"classes": ["a", "b", "c"], "preprocess": {
+        "image_size": 32, "resize": 36, "mean": [0.5] * 3, "std": [0.5] * 3}})
+    if config_text is None:
+        return path
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(path)), str(bad), metadata={"mobilenets.config": config_text, "format": "pt",
+                                                        "mobilenets.meta": json.dumps({"classes": ["a", "b", "c"]})})
+    return bad
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ('{"name": "mobilenet_v3_small", "width_mult": 1000, "num_classes": 3}', "does not fit mobilenet_v3_small("
+                                                                             "width_mult=1000"),
+    ("{oops", "its mobilenets.config metadata is not valid JSON"),
+    ("[1, 2]", "its mobilenets.config metadata is a list, not a JSON object"),
+    ('{"width_mult": 0.25}', "its config does not describe a model"),
+    ('{"name": "mobilenet_v3_small", "width_mult": 0.25, "num_classes": 3, "wings": 2}', "has no option 'wings'"),
+])
+def test_malformed_checkpoint_metadata_is_one_line_naming_the_file(tmp_path, config, message):
+    """A config that claims width 1000 must be refused from the tensor shapes, before 4 GB are allocated."""
+    import mobilenets
+    from mobilenets.weights import WeightsError
+
+    path = _classifier_file(tmp_path, config)
+    with pytest.raises(WeightsError) as info:
+        mobilenets.load(path)
+    assert message in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_detector_is_not_loaded_as_a_classifier(detector_run):
+    import mobilenets
+    from mobilenets.weights import WeightsError
+
+    out, _ = detector_run
+    with pytest.raises(WeightsError, match=r"best\.safetensors: a detector; load it with"):
+        mobilenets.load(out / "best.safetensors")
+
+
+def test_a_corrupt_coco_image_is_skipped_and_counted_like_a_missing_one(tmp_path):
+    from mobilenets.detection.coco import CocoDetection
+    from mobilenets.detection.synthetic import ANNOTATION_FILE, SyntheticDetection, write_coco
+
+    write_coco(SyntheticDetection("train", size=64, length=4), tmp_path)
+    images = sorted(p for p in tmp_path.iterdir() if p.suffix == ".png")
+    images[0].write_bytes(images[0].read_bytes()[:100])  # truncated
+    images[1].unlink()
+    data = CocoDetection(tmp_path / ANNOTATION_FILE, tmp_path)
+    assert len(data) == 2 and [data[i][0].size for i in range(2)] == [(64, 64)] * 2
+    assert sorted(path.name for path, _ in data.skipped) == sorted(p.name for p in images[:2])
+    assert {path.name: reason for path, reason in data.skipped}[images[1].name] == "no such file"
+
+
+def test_a_string_category_id_is_one_line_naming_the_file(tmp_path):
+    import json
+
+    from mobilenets.data import DataError
+    from mobilenets.detection.coco import CocoDetection
+    from mobilenets.detection.synthetic import ANNOTATION_FILE, SyntheticDetection, write_coco
+
+    write_coco(SyntheticDetection("train", size=64, length=2), tmp_path)
+    coco = json.loads((tmp_path / ANNOTATION_FILE).read_text())
+    coco["categories"][0]["id"] = "1"
+    (tmp_path / ANNOTATION_FILE).write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=r"_annotations\.coco\.json: category id '1' is not an integer"):
+        CocoDetection(tmp_path / ANNOTATION_FILE, tmp_path)
