@@ -158,3 +158,35 @@ def test_a_string_category_id_is_one_line_naming_the_file(tmp_path):
     (tmp_path / ANNOTATION_FILE).write_text(json.dumps(coco))
     with pytest.raises(DataError, match=r"_annotations\.coco\.json: category id '1' is not an integer"):
         CocoDetection(tmp_path / ANNOTATION_FILE, tmp_path)
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    return path
+
+
+def _one_line_error(capsys, status: int, expected: str, code: int = 2) -> None:
+    err = capsys.readouterr().err.strip()
+    assert status == code and expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_output_paths_are_checked_before_the_work(tmp_path, a_file, capsys, classifier_run, detector_run):
+    from mobilenets.cli import main
+
+    classifier, detector = classifier_run[0] / "best.safetensors", detector_run[0] / "best.safetensors"
+    cases = [
+        (["export", "mobilenet_v3_small", "--format", "onnx", "--output", str(a_file / "m.onnx")],
+         f"{a_file / 'm.onnx'}: cannot write here ({a_file} is a file, not a folder)"),
+        (["export", "mobilenet_v3_small", "--format", "onnx", "--output", str(tmp_path)], "a folder, not a file"),
+        (["eval", "--checkpoint", str(classifier), "--output", str(a_file / "x")], "is a file, not a folder"),
+        (["detect", "eval", "--checkpoint", str(detector), "--save-results", str(a_file / "r.json")],
+         "is a file, not a folder"),
+        (["detect", "predict", "--checkpoint", str(detector), str(a_file), "--output", str(a_file / "drawn")],
+         "is a file, not a folder"),
+        (["train", "--output", str(a_file / "run")], f"output: {a_file / 'run'}: cannot write here"),
+    ]
+    for args, expected in cases:
+        _one_line_error(capsys, main(args), expected, code=1 if args[0] == "train" else 2)
+    assert a_file.read_text() == "not a folder"

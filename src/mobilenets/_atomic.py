@@ -8,6 +8,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class OutputError(ValueError):
+    """An output path that cannot be written; the message is one line naming it."""
+
+
+def writable(path: str | Path, *, folder: bool = False) -> Path:
+    """`path` (a file, or with `folder` a folder) checked writable before the work that produces it: its folder
+    created, a probe file written and removed there. OutputError names the path and the reason."""
+    path = Path(path)
+    directory = path if folder else path.parent
+    if not folder and path.is_dir():
+        raise OutputError(f"{path}: a folder, not a file to write")
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{path}: cannot write here ({existing} is a file, not a folder)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".{path.name}.{os.getpid()}.probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write here ({e.strerror or e})") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces `path`, on any error it is removed and `path` kept.

@@ -100,3 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:  # valid input, but the work failed (e.g. training diverged)
         print(f"mobilenets: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file system refused (a full disk, a permission); a line, not a traceback
+        print(f"mobilenets: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
+              file=sys.stderr)
+        return 1

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .._atomic import write_text
+from .._atomic import writable, write_text
 from ..detection.checkpoint import load_detector
 from ..detection.config import DetectConfig, make_detect_config
 from ..detection.export import export_detector
@@ -54,6 +54,8 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.save_results:
+        writable(args.save_results)
     if (args.val_json is None) != (args.val_images is None):
         raise CommandError("--val-json and --val-images go together")
     if args.data is not None and args.val_json is not None:
@@ -87,8 +89,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    writable(Path(args.output) / "detections.json")  # the folder, made even when no image can be drawn
     results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
-    Path(args.output).mkdir(parents=True, exist_ok=True)  # even when no image could be read and drawn
     write_text(Path(args.output) / "detections.json", json.dumps(coco))
     failed = 0
     for result in results:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .._atomic import writable
 from ..classification.evaluate import evaluate
 from . import CommandError
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if not checkpoint.is_file():
         raise CommandError(f"{checkpoint}: no such file")
     png = Path(args.output or checkpoint.parent) / "confusion.png"
-    png.parent.mkdir(parents=True, exist_ok=True)
+    writable(png)
     report = evaluate(checkpoint, args.data, batch_size=args.batch_size, workers=args.workers,
                       confusion_png=png, progress=not args.json)
     if args.json:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from torch import nn
 
+from .._atomic import writable
 from ..data.transforms import Preprocess, default_preprocess
 from .export import export_graph
 from .qat import finetune_for_int8
@@ -64,6 +65,7 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
     shapes), after `qat_epochs` epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float` and
     `reduce_range` as in `quantize`.
     """
+    writable(output)
     if not int8:
         return Exported(export_graph(model, format, output, resolution=resolution, dynamic_batch=dynamic_batch,
                                      metadata=metadata, output_names=output_names), resolution)

@@ -18,7 +18,7 @@ try:
 except ImportError:  # Windows: runs are not locked
     fcntl = None
 
-from .._atomic import write_text
+from .._atomic import writable, write_text
 from ..plots import plot_curves
 
 
@@ -44,7 +44,10 @@ def run_folder(out: Path, *, reuse: bool) -> Path:
 @contextlib.contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold `folder/.lock` while a run writes there: a second run on the same folder fails naming the first."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        writable(folder, folder=True)
+    except ValueError as e:
+        raise RunFolderError(f"output: {e}") from None
     with open(folder / ".lock", "a+") as lock:
         if fcntl is not None:
             try:
