@@ -190,3 +190,27 @@ def test_output_paths_are_checked_before_the_work(tmp_path, a_file, capsys, clas
     for args, expected in cases:
         _one_line_error(capsys, main(args), expected, code=1 if args[0] == "train" else 2)
     assert a_file.read_text() == "not a folder"
+
+
+def test_predict_on_a_folder_without_images_is_one_line(tmp_path, capsys, classifier_run, detector_run):
+    from mobilenets.cli import main
+
+    (tmp_path / "empty").mkdir()
+    for command, checkpoint in ((["predict"], classifier_run[0]), (["detect", "predict"], detector_run[0])):
+        status = main([*command, "--checkpoint", str(checkpoint / "best.safetensors"), str(tmp_path / "empty")])
+        _one_line_error(capsys, status, f"{tmp_path / 'empty'}: no image files in this folder")
+
+
+def test_calibration_skips_a_corrupt_image_and_fails_only_when_none_is_left(tmp_path, caplog):
+    from mobilenets.data.transforms import default_preprocess
+    from mobilenets.deploy import calibration_batches
+
+    for i in range(3):
+        Image.new("RGB", (40, 40), (60 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "3.png").write_bytes(b"not a png")
+    batches = list(calibration_batches(tmp_path, default_preprocess(32), batch_size=2))
+    assert [len(b) for b in batches] == [2, 1] and "3.png" in caplog.text
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="none of its images can be read"):
+        list(calibration_batches(tmp_path, default_preprocess(32)))

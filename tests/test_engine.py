@@ -128,3 +128,15 @@ def test_a_run_folder_in_use_is_refused_naming_its_holder(tmp_path):
         with pytest.raises(TrainingError, match=r"toy: another run \(pid 12345\) is writing here"):
             fit(Toy(), toy_config(tmp_path, exist_ok=True), progress=False)
     assert not (folder / "last.pt").exists()
+
+
+def test_a_killed_runs_half_written_files_are_cleaned_and_outputs_share_one_mode(tmp_path):
+    import os
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / ".last.pt.4242.tmp").write_bytes(b"half")
+    fit(Toy(), toy_config(tmp_path, epochs=1), progress=False)
+    assert not list(folder.glob(".*.tmp"))
+    modes = {name: os.stat(folder / name).st_mode & 0o777 for name in ("best.safetensors", "last.pt", "metrics.csv")}
+    assert len(set(modes.values())) == 1, modes

@@ -42,6 +42,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would make it: some writers create their file 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

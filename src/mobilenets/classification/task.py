@@ -44,7 +44,11 @@ class ClassificationTask(Task):
     score_label = "validation accuracy"
 
     def build_data(self, config: TrainConfig, progress: bool) -> TaskData:
-        return build_data(config, progress)
+        data = build_data(config, progress)
+        if len(data.classes) < 2:
+            log.warning("%s has one class (%s): every prediction is right and the accuracy means nothing",
+                        config.data, data.classes[0])
+        return data
 
     def build_model(self, config: TrainConfig, data: TaskData) -> MobileNet:
         if config.pretrained is None:

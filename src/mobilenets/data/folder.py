@@ -137,11 +137,13 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders replaced by the image files below them, sorted."""
+    """Files as given; folders replaced by the image files below them, sorted; DataError for a folder without."""
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += image_files(item)
+            if not (found := image_files(item)):
+                raise DataError(f"{item}: no image files in this folder")
+            paths += found
         else:
             paths.append(item)
     return paths

@@ -13,8 +13,9 @@ none is, since none measurably helped enough to pay for its float time.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -26,6 +27,7 @@ from .._atomic import atomic_path
 from .export import CHANNEL_BROADCAST
 from .timing import interleaved, median_p90
 
+log = logging.getLogger(__name__)
 FLOAT_GROUPS = ("first_conv", "se", "classifier")
 ACTIVATION_OPS = ("Relu", "Clip", "HardSigmoid", "HardSwish", "Mul")
 
@@ -226,15 +228,28 @@ def calibration_batches(source: str | Path | None, preprocess, *, images: int = 
         files = image_files(root)[:images]
         if not files:
             raise ValueError(f"{root}: no images to calibrate on")
-        items = (load_rgb(p) for p in files)
+        items = _readable(files, load_rgb)
     batch: list = []
+    seen = 0
     for image in items:
+        seen += 1
         batch.append(transform(image))
         if len(batch) == batch_size:
             yield torch.stack(batch).numpy()
             batch = []
     if batch:
         yield torch.stack(batch).numpy()
+    if not seen:
+        raise ValueError(f"{source}: none of its images can be read to calibrate on")
+
+
+def _readable(files: list[Path], load: Callable) -> Iterator:
+    """The images of `files` that decode; each one that does not is skipped with a warning naming it."""
+    for path in files:
+        try:
+            yield load(path)
+        except ValueError as e:  # DataError: one corrupt image must not stop the calibration
+            log.warning("calibration: skipped %s", e)
 
 
 def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, labels: np.ndarray | None = None,

@@ -61,6 +61,8 @@ def run_lock(folder: Path) -> Iterator[None]:
         lock.truncate()
         lock.write(f"pid {os.getpid()}")
         lock.flush()
+        for stale in folder.glob(".*.tmp"):  # half-written files of a killed run: no one else writes here now
+            stale.unlink(missing_ok=True)
         yield
 
 
