@@ -214,3 +214,41 @@ def test_calibration_skips_a_corrupt_image_and_fails_only_when_none_is_left(tmp_
         (tmp_path / f"{i}.png").write_bytes(b"")
     with pytest.raises(ValueError, match="none of its images can be read"):
         list(calibration_batches(tmp_path, default_preprocess(32)))
+
+
+def test_file_and_class_names_that_are_not_utf8_are_logged_plotted_and_printed(tmp_path, capsys):
+    """Linux folder names are bytes: one that is not UTF-8 reaches Python as surrogates, which strict UTF-8
+    logging, matplotlib and a strict stdout refuse."""
+    import os
+    import subprocess
+    import sys
+
+    from mobilenets.classification import train
+    from mobilenets.cli import main
+
+    root = os.fsencode(tmp_path / "data")
+    try:
+        for split in (b"train", b"val"):
+            for i, name in enumerate((b"caf\xe9", b"plain")):
+                folder = os.path.join(root, split, name)
+                os.makedirs(folder)
+                for j in range(8):
+                    Image.new("RGB", (40, 40), (100 * i, 50, 50 + j)).save(os.fsdecode(os.path.join(folder,
+                                                                                               b"im%d.png" % j)))
+        for split in (b"train", b"val"):
+            Path(os.fsdecode(os.path.join(root, split, b"plain", b"bad\xfe.jpg"))).write_bytes(b"nope")
+    except OSError:
+        pytest.skip("this file system wants UTF-8 names")
+    run = tmp_path / "run"
+    train(progress=False, data=str(tmp_path / "data"), epochs=1, batch_size=8, image_size=32, width=0.25,
+          model="mobilenet_v3_small", workers=0, output=str(run))
+    assert "skipped " in (run / "train.log").read_text() and "bad\\udcfe.jpg" in (run / "train.log").read_text()
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors")]) == 0
+    assert (run / "confusion.png").is_file() and "caf\\udce9" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(tmp_path / "data")]) == 0
+    assert "(1 unreadable files skipped): 16 images" in capsys.readouterr().out
+    done = subprocess.run([sys.executable, "-m", "mobilenets", "predict", "--checkpoint", str(run / "best.safetensors"),
+                           str(tmp_path / "data" / "val")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert len(done.stdout.splitlines()) == 16 and "Traceback" not in done.stderr  # every readable image
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "bad\\udcfe.jpg" in done.stderr

@@ -66,8 +66,9 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * n + 2), max(4, 0.6 * n + 1)))
     image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title="Confusion (row-normalised)")
-    ax.set_xticklabels(classes, rotation=45, ha="right")
-    ax.set_yticklabels(classes)
+    names = [name.encode("utf-8", "backslashreplace").decode() for name in classes]  # folder names need not be UTF-8
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
     if n <= 30:
         for i in range(n):
             for j in range(n):

@@ -76,8 +76,8 @@ def evaluation_set(classifier: Classifier, data: str | Path | None) -> tuple[Any
     else:
         root = Path(data)
         target = root / "val" if (root / "val").is_dir() else root
-        samples, folder_classes, _ = scan_image_folder(target)
-        where = str(target)
+        samples, folder_classes, skipped = scan_image_folder(target)
+        where = f"{target}{f' ({len(skipped)} unreadable files skipped)' if skipped else ''}"
     if unknown := [c for c in folder_classes if c not in classifier.classes]:
         raise DataError(f"{where}: class {unknown[0]!r} is not one the model knows ({', '.join(classifier.classes)})")
     index = {name: i for i, name in enumerate(classifier.classes)}

@@ -77,7 +77,8 @@ def start_logging(log: logging.Logger, out: Path, is_main: bool) -> logging.Hand
         log.setLevel(logging.WARNING)
         return None
     out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "train.log")
+    # file names that are not UTF-8 (undecodable bytes kept as surrogates) are written escaped, not refused
+    handler = logging.FileHandler(out / "train.log", encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return handler
