@@ -57,18 +57,6 @@ def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
                        if v is not None and v not in allowed]
 
 
-MAX_WIDTH = 4.0  # the papers go to 1.4; beyond 4 a network outgrows a phone and, soon, memory
-MAX_IMAGE_SIZE = 4096
-
-
-def size_problems(width: float, image_size: int) -> list[str]:
-    """A width multiplier or input size out of any sensible range: refused before memory is spent on it."""
-    problems = [] if 0 < width <= MAX_WIDTH else [f"width: must be in (0, {MAX_WIDTH:g}], got {width}"]
-    if not 32 <= image_size <= MAX_IMAGE_SIZE:
-        problems.append(f"image_size: must be between 32 and {MAX_IMAGE_SIZE}, got {image_size}")
-    return problems
-
-
 def options_dict(options: Any) -> dict[str, Any]:
     """The options as plain YAML/JSON values (tuples become lists), as written to a run's config.yaml."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import TrainingOptions
+from ..engine.config import TrainingOptions, network_problems
 from ..models import list_models
-from ..recipes import ConfigError, make_options, option, positive_float, positive_int, range_problems, size_problems
+from ..recipes import ConfigError, make_options, option, positive_float, positive_int, range_problems
 
 __all__ = ["AUTO_AUGMENT", "ConfigError", "TrainConfig", "make_config"]
 
@@ -42,9 +42,7 @@ class TrainConfig(TrainingOptions):
 
     def problems(self) -> list[str]:
         problems = super().problems()
-        if self.model not in list_models():
-            problems.append(f"model: unknown {self.model!r}; choose from {', '.join(list_models())}")
-        problems += size_problems(self.width, self.image_size)
+        problems += network_problems("model", self.model, self.width, self.image_size)
         problems += range_problems(
             positive={"synthetic_train_size": self.synthetic_train_size,
                       "synthetic_val_size": self.synthetic_val_size},

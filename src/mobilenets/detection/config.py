@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import TrainingOptions
+from ..engine.config import TrainingOptions, network_problems
 from ..models import list_models
 from ..recipes import (
     count,
@@ -18,7 +18,6 @@ from ..recipes import (
     positive_float,
     positive_int,
     range_problems,
-    size_problems,
 )
 from .model import HEAD_CONVS
 
@@ -66,9 +65,7 @@ class DetectConfig(TrainingOptions):
 
     def problems(self) -> list[str]:
         problems = super().problems()
-        if self.backbone not in list_models():
-            problems.append(f"backbone: unknown {self.backbone!r}; choose from {', '.join(list_models())}")
-        problems += size_problems(self.width, self.image_size)
+        problems += network_problems("backbone", self.backbone, self.width, self.image_size)
         problems += range_problems(
             positive={"neck_channels": self.neck_channels, "head_channels": self.head_channels,
                       "max_detections": self.max_detections, "synthetic_train_size": self.synthetic_train_size,

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..models import list_models
 from ..recipes import count, option, options_dict, positive_float, positive_int, range_problems
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
@@ -56,6 +57,21 @@ class TrainingOptions:
                          "workers": self.workers or 0},
             choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)}) + \
             device_problems(self.device)
+
+
+MAX_WIDTH = 4.0  # the papers go to 1.4; beyond 4 a network outgrows a phone and, soon, memory
+MAX_IMAGE_SIZE = 4096
+
+
+def network_problems(option: str, name: str, width: float, image_size: int) -> list[str]:
+    """A zoo network (named by `option`), width multiplier or input size out of any sensible range: refused
+    before memory is spent on it."""
+    problems = [] if name in list_models() else [f"{option}: unknown {name!r}; choose from {', '.join(list_models())}"]
+    if not 0 < width <= MAX_WIDTH:
+        problems.append(f"width: must be in (0, {MAX_WIDTH:g}], got {width}")
+    if not 32 <= image_size <= MAX_IMAGE_SIZE:
+        problems.append(f"image_size: must be between 32 and {MAX_IMAGE_SIZE}, got {image_size}")
+    return problems
 
 
 def device_problems(name: str) -> list[str]:
