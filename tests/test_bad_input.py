@@ -145,6 +145,25 @@ def test_a_corrupt_coco_image_is_skipped_and_counted_like_a_missing_one(tmp_path
     assert {path.name: reason for path, reason in data.skipped}[images[1].name] == "no such file"
 
 
+def test_boxes_without_area_are_left_out_and_counted(tmp_path, caplog):
+    import json
+
+    from mobilenets.detection.coco import CocoDetection
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    boxes = [[4, 4, 20, 20], [30, 10, -6, 12], [10, 10, 8, 0], [70, 10, 5, 5]]  # fine, negative, flat, outside
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+            "annotations": [{"id": i, "image_id": 1, "category_id": 1, "bbox": b} for i, b in enumerate(boxes, 1)],
+            "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    data = CocoDetection(tmp_path / "a.json", tmp_path)
+    assert data[0][1]["boxes"].tolist() == [[4, 4, 24, 24]] and [a["id"] for a in data.coco["annotations"]] == [1]
+    assert data.dropped == ["annotation 2: bbox [30, 10, -6, 12]", "annotation 3: bbox [10, 10, 8, 0]",
+                            "annotation 4: bbox [70, 10, 5, 5]"]
+    assert "a.json: 3 annotations left out, no area inside the image (annotation 2: bbox [30, 10, -6, 12];" \
+        in caplog.text
+
+
 def test_a_string_category_id_is_one_line_naming_the_file(tmp_path):
     import json
 
@@ -158,47 +177,6 @@ def test_a_string_category_id_is_one_line_naming_the_file(tmp_path):
     (tmp_path / ANNOTATION_FILE).write_text(json.dumps(coco))
     with pytest.raises(DataError, match=r"_annotations\.coco\.json: category id '1' is not an integer"):
         CocoDetection(tmp_path / ANNOTATION_FILE, tmp_path)
-
-
-@pytest.fixture
-def a_file(tmp_path) -> Path:
-    path = tmp_path / "a_file"
-    path.write_text("not a folder")
-    return path
-
-
-def _one_line_error(capsys, status: int, expected: str, code: int = 2) -> None:
-    err = capsys.readouterr().err.strip()
-    assert status == code and expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
-
-
-def test_output_paths_are_checked_before_the_work(tmp_path, a_file, capsys, classifier_run, detector_run):
-    from mobilenets.cli import main
-
-    classifier, detector = classifier_run[0] / "best.safetensors", detector_run[0] / "best.safetensors"
-    cases = [
-        (["export", "mobilenet_v3_small", "--format", "onnx", "--output", str(a_file / "m.onnx")],
-         f"{a_file / 'm.onnx'}: cannot write here ({a_file} is a file, not a folder)"),
-        (["export", "mobilenet_v3_small", "--format", "onnx", "--output", str(tmp_path)], "a folder, not a file"),
-        (["eval", "--checkpoint", str(classifier), "--output", str(a_file / "x")], "is a file, not a folder"),
-        (["detect", "eval", "--checkpoint", str(detector), "--save-results", str(a_file / "r.json")],
-         "is a file, not a folder"),
-        (["detect", "predict", "--checkpoint", str(detector), str(a_file), "--output", str(a_file / "drawn")],
-         "is a file, not a folder"),
-        (["train", "--output", str(a_file / "run")], f"output: {a_file / 'run'}: cannot write here"),
-    ]
-    for args, expected in cases:
-        _one_line_error(capsys, main(args), expected, code=1 if args[0] == "train" else 2)
-    assert a_file.read_text() == "not a folder"
-
-
-def test_predict_on_a_folder_without_images_is_one_line(tmp_path, capsys, classifier_run, detector_run):
-    from mobilenets.cli import main
-
-    (tmp_path / "empty").mkdir()
-    for command, checkpoint in ((["predict"], classifier_run[0]), (["detect", "predict"], detector_run[0])):
-        status = main([*command, "--checkpoint", str(checkpoint / "best.safetensors"), str(tmp_path / "empty")])
-        _one_line_error(capsys, status, f"{tmp_path / 'empty'}: no image files in this folder")
 
 
 def test_calibration_skips_a_corrupt_image_and_fails_only_when_none_is_left(tmp_path, caplog):

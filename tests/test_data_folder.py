@@ -142,6 +142,64 @@ def test_unchecked_scan_skips_only_what_needs_no_decoding(mixed_root: Path):
         ImageFiles(truncated, ["mixed", "plain"])[0]
 
 
+def test_links_are_followed_once_and_broken_or_looping_ones_skipped_and_counted(tmp_path: Path):
+    save(rgb_image(0), tmp_path / "data" / "a" / "x.png")
+    save(rgb_image(1), tmp_path / "elsewhere" / "y.png")
+    a = tmp_path / "data" / "a"
+    (a / "linked").symlink_to(tmp_path / "elsewhere")  # a linked folder: its images belong to class a
+    (a / "gone.png").symlink_to("nowhere.png")
+    (a / "self.png").symlink_to("self.png")
+    (a / "up").symlink_to("..")  # the data folder: walking it would list class a again, inside class a
+    (a / "more").symlink_to(tmp_path / "elsewhere")  # a folder listed already
+    samples, _, skipped = scan_image_folder(tmp_path / "data")
+    assert [path.relative_to(a).as_posix() for path, _ in samples] == ["linked/y.png", "x.png"]
+    reasons = {path.name: reason for path, reason in skipped}
+    assert reasons == {"gone.png": "broken symbolic link (to nowhere.png)", "self.png": "symbolic link loop",
+                       "up": "symbolic link loop (to a folder already listed)",
+                       "more": "symbolic link loop (to a folder already listed)"}
+    assert {p.name for p, _ in scan_image_folder(tmp_path / "data", check=False)[2]} == set(reasons)
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_header(tmp_path: Path, monkeypatch):
+    """The file is cut after its header: the reason given is the size, so no pixel was decoded to find it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = save(rgb_image(size=(20, 10)), tmp_path / "big.png")
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(DataError, match=r"big\.png: 20x10 = 200 pixels, over the limit of 100 \(raise "
+                                        r"PIL\.Image\.MAX_IMAGE_PIXELS"):
+        load_rgb(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # the user's way to allow any size
+    with pytest.raises(DataError, match="truncated"):
+        load_rgb(path)
+
+
+def test_the_scan_decodes_large_images_one_at_a_time(tmp_path: Path, monkeypatch):
+    """Its threads share a pixel budget of one image at the limit: two images over half of it never overlap."""
+    import threading
+    import time
+
+    from mobilenets.data import folder
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)
+    files = [save(rgb_image(i, size=(15, 15)), tmp_path / f"{i}.png") for i in range(6)]  # 225 pixels each
+    decoding, most = [], [0]
+    lock = threading.Lock()
+    convert = folder._as_rgb
+
+    def counted(image: Image.Image) -> Image.Image:
+        with lock:
+            decoding.append(image)
+            most[0] = max(most[0], len(decoding))
+        time.sleep(0.05)
+        with lock:
+            decoding.remove(image)
+        return convert(image)
+
+    monkeypatch.setattr(folder, "_as_rgb", counted)
+    assert folder.find_problems(files) == dict.fromkeys(files)
+    assert most[0] == 1
+
+
 def test_image_files_applies_the_transform(mixed_root: Path):
     samples, classes, _ = scan_image_folder(mixed_root)
     dataset = ImageFiles(samples, classes, transform=lambda image: torch.tensor(image.size))

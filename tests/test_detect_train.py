@@ -131,14 +131,6 @@ def _plain_boxes_dataset(root: Path) -> Path:
     return root
 
 
-def test_predict_on_only_missing_images_reports_each_and_exits_1(finished_run, tmp_path):
-    out, _ = finished_run
-    done = _cli("predict", "--checkpoint", str(out / "best.safetensors"), str(tmp_path / "gone.jpg"),
-                "--output", str(tmp_path / "drawn"))
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "gone.jpg" in done.stderr and json.loads((tmp_path / "drawn" / "detections.json").read_text()) == []
-
-
 def test_overfit_check_passes_on_a_handful_of_images(tmp_path):
     data = _plain_boxes_dataset(tmp_path / "data")
     done = _cli("train", "--overfit", "2", "--data", str(data), "--backbone", "mobilenet_v3_small", "--width", "0.5",

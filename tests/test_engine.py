@@ -18,6 +18,7 @@ from mobilenets.data.wrappers import EpochSeeded
 from mobilenets.detection.config import DetectConfig
 from mobilenets.engine import Task, TaskData, TrainingError, TrainingOptions, fit
 from mobilenets.recipes import add_options, option, options_given
+from mobilenets.weights import WeightsError
 
 
 @dataclasses.dataclass
@@ -87,7 +88,7 @@ def test_resume_refuses_another_tasks_run_and_a_changed_option(tmp_path):
     with pytest.raises(TrainingError, match=r"cannot resume with a different lr \(0\.1 in the run, 0\.2 now\)"):
         fit(Toy(), toy_config(tmp_path, epochs=1, lr=0.2, resume=True), progress=False)
     other = type("Other", (Toy,), {"name": "other"})()
-    with pytest.raises(TrainingError, match=r"the checkpoint of a toy run, not of a other run"):
+    with pytest.raises(WeightsError, match=r"the checkpoint of a toy run, not of a other run"):
         fit(other, toy_config(tmp_path, epochs=1, resume=True), progress=False)
 
 
@@ -140,3 +141,43 @@ def test_a_killed_runs_half_written_files_are_cleaned_and_outputs_share_one_mode
     assert not list(folder.glob(".*.tmp"))
     modes = {name: os.stat(folder / name).st_mode & 0o777 for name in ("best.safetensors", "last.pt", "metrics.csv")}
     assert len(set(modes.values())) == 1, modes
+
+
+def test_small_data_too_many_workers_and_one_class_are_said_and_trained_on(tmp_path, caplog, monkeypatch):
+    import logging
+    import os
+
+    from PIL import Image
+
+    from mobilenets.classification.task import CLASSIFICATION
+    from mobilenets.engine import trainer
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(trainer, "DataLoader", lambda *args, **kwargs: (kwargs["num_workers"], kwargs["batch_size"]))
+    data = Toy().build_data(toy_config(tmp_path, points=20), progress=False)
+    with caplog.at_level(logging.WARNING, logger="mobilenets"):
+        _, train, _ = trainer._loaders(toy_config(tmp_path, workers=64), data, Toy(), trainer.Distributed(),
+                                       torch.device("cpu"))
+    assert train == (2, 20)  # the cores, and the whole (small) data as one batch
+    assert "20 training images are fewer than one batch of 32: batches of 20" in caplog.text
+    assert "64 data-loading workers on 2 cores would only contend: using 2" in caplog.text
+    for split in ("train", "val"):
+        (tmp_path / "one" / split / "cat").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "one" / split / "cat" / "a.png")
+    with caplog.at_level(logging.WARNING, logger="mobilenets"):
+        CLASSIFICATION.build_data(TrainConfig(data=str(tmp_path / "one")), progress=False)
+    assert "has one class (cat): every prediction is right and the accuracy means nothing" in caplog.text
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
+    class Broken(Toy):
+        def build_model(self, config, data):
+            raise ValueError("no model today")
+
+    with pytest.raises(ValueError, match="no model today"):
+        fit(Broken(), toy_config(tmp_path), progress=False)
+    assert not (tmp_path / "toy").exists()
+    fit(Toy(), toy_config(tmp_path, epochs=1), progress=False)
+    with pytest.raises(ValueError, match="no model today"):  # a folder with a run is kept as it was
+        fit(Broken(), toy_config(tmp_path, exist_ok=True), progress=False)
+    assert {p.name for p in (tmp_path / "toy").iterdir()} >= {"last.pt", "best.safetensors", "metrics.csv"}

@@ -13,8 +13,9 @@ class OutputError(ValueError):
 
 
 def writable(path: str | Path, *, folder: bool = False) -> Path:
-    """`path` (a file, or with `folder` a folder) checked writable before the work that produces it: its folder
-    created, a probe file written and removed there. OutputError names the path and the reason."""
+    """`path` (a file, or with `folder` a folder) checked writable before the work that produces it, creating
+    nothing: a probe file is written and removed in its nearest existing folder (the writers make the rest).
+    OutputError names the path and the reason."""
     path = Path(path)
     directory = path if folder else path.parent
     if not folder and path.is_dir():
@@ -23,8 +24,7 @@ def writable(path: str | Path, *, folder: bool = False) -> Path:
     if not existing.is_dir():
         raise OutputError(f"{path}: cannot write here ({existing} is a file, not a folder)")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".{path.name}.{os.getpid()}.probe"
+        probe = existing / f".{path.name}.{os.getpid()}.probe"
         probe.touch()
         probe.unlink()
     except OSError as e:
@@ -39,6 +39,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     A crash or `kill -9` at any moment leaves either the previous file or the new one, never a half-written one.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp

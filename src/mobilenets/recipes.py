@@ -57,6 +57,23 @@ def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
                        if v is not None and v not in allowed]
 
 
+def path_problems(*, folders: dict[str, str | None] | None = None, files: dict[str, str | None] | None = None
+                  ) -> list[str]:
+    """One line per option naming a path that is missing or of the wrong kind (a file where a folder belongs, or
+    the reverse); None values are options not given."""
+    problems = []
+    for kind, paths in (("folder", folders or {}), ("file", files or {})):
+        for key, value in paths.items():
+            if value is None:
+                continue
+            path = Path(value)
+            if not path.exists():
+                problems.append(f"{key}: {path}: no such {kind}")
+            elif path.is_dir() != (kind == "folder"):
+                problems.append(f"{key}: {path}: not a {kind}")
+    return problems
+
+
 def options_dict(options: Any) -> dict[str, Any]:
     """The options as plain YAML/JSON values (tuples become lists), as written to a run's config.yaml."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}

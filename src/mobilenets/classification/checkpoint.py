@@ -33,5 +33,13 @@ def load_classifier(path: str | Path) -> Classifier:
     meta = checkpoint.meta
     if "classes" not in meta or "preprocess" not in meta:
         raise WeightsError(f"{path}: holds no class names or preprocessing (was it written by `mobilenets train`?)")
+    try:
+        preprocess = Preprocess.from_dict(meta["preprocess"])
+    except ValueError as e:
+        raise WeightsError(f"{path}: {e}") from None
     model = model_from_checkpoint(checkpoint)
-    return Classifier(model.eval(), list(meta["classes"]), Preprocess.from_dict(meta["preprocess"]), dict(meta))
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) != model.num_classes:
+        raise WeightsError(f"{path}: its class names ({len(classes) if isinstance(classes, list) else classes!r}) "
+                           f"do not match the model's {model.num_classes} outputs")
+    return Classifier(model.eval(), [str(c) for c in classes], preprocess, dict(meta))

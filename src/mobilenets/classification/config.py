@@ -9,7 +9,7 @@ from typing import Any
 
 from ..engine.config import TrainingOptions, network_problems
 from ..models import list_models
-from ..recipes import ConfigError, make_options, option, positive_float, positive_int, range_problems
+from ..recipes import ConfigError, make_options, option, path_problems, positive_float, positive_int, range_problems
 
 __all__ = ["AUTO_AUGMENT", "ConfigError", "TrainConfig", "make_config"]
 
@@ -56,9 +56,7 @@ class TrainConfig(TrainingOptions):
             problems.append(f"crop_scale: need 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if self.val_split is not None and not 0 < self.val_split < 1:
             problems.append(f"val_split: must be between 0 and 1, got {self.val_split}")
-        if self.data is not None and not Path(self.data).is_dir():
-            problems.append(f"data: {self.data}: no such folder")
-        return problems
+        return problems + path_problems(folders={"data": self.data})
 
 
 def make_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:

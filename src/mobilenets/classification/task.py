@@ -12,6 +12,8 @@ from torch import nn
 from ..engine import Task, TaskData, TrainResult, fit
 from ..factory import pretrained_model
 from ..models import MobileNet, build_model
+from ..weights.convert import Checkpoint
+from ..weights.io import require_architecture
 from ..weights.registry import open_weights
 from .checkpoint import TASK
 from .config import TrainConfig, make_config
@@ -20,15 +22,24 @@ from .evaluate import evaluate_loader
 
 log = logging.getLogger(__name__)
 
+_ARGUMENT_NAMES = {"name": "--model", "width_mult": "--width"}
+
+
+def _pretrained_weights(config: TrainConfig) -> Checkpoint:
+    """`config.pretrained` (our checkpoint, a torchvision/timm file, a published name), refused if it contradicts
+    the architecture asked for."""
+    checkpoint = open_weights(config.pretrained, config.model)
+    require_architecture(checkpoint, {"name": (config.model, _ARGUMENT_NAMES["name"]),
+                                      "width_mult": (config.width, _ARGUMENT_NAMES["width_mult"])})
+    return checkpoint
+
 
 def _pretrained(config: TrainConfig, num_classes: int) -> MobileNet:
-    """`config.model` initialised from `config.pretrained` (our checkpoint, a torchvision/timm file, a published
-    name), refused if they disagree on the architecture; the classifier re-initialised if the class counts
+    """`config.model` initialised from `config.pretrained`; the classifier re-initialised if the class counts
     differ."""
-    checkpoint = open_weights(config.pretrained, config.model)
+    checkpoint = _pretrained_weights(config)
     model, dropped = pretrained_model(config.model, checkpoint, width_mult=config.width, num_classes=num_classes,
-                                      dropout=config.dropout, new_classifier=True,
-                                      argument_names={"name": "--model", "width_mult": "--width"})
+                                      dropout=config.dropout, new_classifier=True, argument_names=_ARGUMENT_NAMES)
     note = (f"; its classifier has {dropped} classes and this data {num_classes}: the classifier is "
             f"re-initialised" if dropped is not None else "")
     log.info("initialised from %s (%s layout)%s", config.pretrained, checkpoint.layout, note)
@@ -42,6 +53,10 @@ class ClassificationTask(Task):
     scores = ("top1", "top5")
     best = "top1"
     score_label = "validation accuracy"
+
+    def check_inputs(self, config: TrainConfig) -> None:
+        if config.pretrained is not None:
+            _pretrained_weights(config)
 
     def build_data(self, config: TrainConfig, progress: bool) -> TaskData:
         data = build_data(config, progress)

@@ -89,9 +89,10 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    writable(Path(args.output) / "detections.json")  # the folder, made even when no image can be drawn
+    writable(Path(args.output) / "detections.json")
     results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
-    write_text(Path(args.output) / "detections.json", json.dumps(coco))
+    if any(result.error is None for result in results):
+        write_text(Path(args.output) / "detections.json", json.dumps(coco))
     failed = 0
     for result in results:
         if result.error is not None:
@@ -100,7 +101,8 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             found = ", ".join(f"{c} {s:.2f}" for c, s in zip(result.classes, result.scores, strict=True))
             print(f"{result.path}: {len(result.scores)} objects{': ' + found if found else ''}")
-    print(f"drawn images and detections.json in {args.output}")
+    if failed < len(results):
+        print(f"drawn images and detections.json in {args.output}")
     return 1 if failed else 0
 
 

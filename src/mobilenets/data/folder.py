@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,11 @@ _PROGRESS_MIN_FILES = 200
 _CHECK_THREADS = min(4, os.cpu_count() or 1)  # decoding releases the GIL; more threads mostly wait on the disk
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_DEFAULT_PIXEL_LIMIT = 89_478_485  # Pillow's own default for Image.MAX_IMAGE_PIXELS
+
+# Images over the pixel limit are refused with a DataError naming the file (see _require_pixel_limit), so Pillow's
+# warning about the same images would only repeat it, unattributed.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class DataError(ValueError):
@@ -39,7 +47,8 @@ def load_rgb(path: str | Path) -> Image.Image:
 
     EXIF orientation is applied; transparency is composited onto white; 16/32-bit integer images are scaled from
     their type's range (0..65535, or the image maximum for 32-bit values beyond it); float images are taken as
-    0..1 when their maximum is at most 1, else scaled by the maximum.
+    0..1 when their maximum is at most 1, else scaled by the maximum. Images with more pixels than
+    `PIL.Image.MAX_IMAGE_PIXELS` are refused from their header, before any pixel is decoded.
     """
     try:
         return _decode_rgb(Path(path))
@@ -47,12 +56,18 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: {_reason(e)}") from e
 
 
-def _decode_rgb(path: Path) -> Image.Image:
-    if path.stat().st_size == 0:
-        raise ValueError("empty file (0 bytes)")
+def _decode_rgb(path: Path, budget: _PixelBudget | None = None) -> Image.Image:
+    if problem := _file_problem(path):
+        raise ValueError(problem)
     with Image.open(path) as image:
-        image.load()
-        ImageOps.exif_transpose(image, in_place=True)
+        pixels = _require_pixel_limit(image)
+        with budget.hold(pixels) if budget else nullcontext():
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            return _as_rgb(image)
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
     if image.mode in _HIGH_BIT_MODES:
         return Image.fromarray(_to_uint8(np.asarray(image)), "L").convert("RGB")
     if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
@@ -62,12 +77,52 @@ def _decode_rgb(path: Path) -> Image.Image:
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Scale one-channel 16-bit, 32-bit integer or float pixels to 0..255 (see `load_rgb`)."""
+    """Scale one-channel 16-bit, 32-bit integer or float pixels to 0..255 (see `load_rgb`), in place in one float32
+    copy: float64 temporaries made a large 16-bit image cost over 25 bytes per pixel."""
     is_float = values.dtype.kind == "f"
-    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
-    peak = values.max(initial=0)
+    scaled = values.astype(np.float32)
+    np.nan_to_num(scaled, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.maximum(scaled, 0, out=scaled)
+    peak = float(scaled.max(initial=0))
     full_scale = (1.0 if peak <= 1 else peak) if is_float else max(peak, 65535.0)
-    return np.rint(values * (255 / full_scale)).astype(np.uint8)
+    scaled *= 255 / full_scale
+    return np.rint(scaled, out=scaled).astype(np.uint8)
+
+
+def _pixel_limit() -> int:
+    """Pillow's MAX_IMAGE_PIXELS, which users raise (or set to None) to allow larger images."""
+    return Image.MAX_IMAGE_PIXELS or 0
+
+
+def _require_pixel_limit(image: Image.Image) -> int:
+    """The image's pixel count from its header; ValueError when it is over the limit (a decompression bomb guard:
+    a few hundred KB of PNG can decode to gigabytes)."""
+    width, height = image.size
+    if (limit := _pixel_limit()) and width * height > limit:
+        raise ValueError(f"{width}x{height} = {width * height:,} pixels, over the limit of {limit:,} (raise "
+                         f"PIL.Image.MAX_IMAGE_PIXELS to allow larger images)")
+    return width * height
+
+
+class _PixelBudget:
+    """Bounds how many pixels the scan's threads decode at once, so their memory is that of one large image."""
+
+    def __init__(self, pixels: int) -> None:
+        self.capacity, self.in_use = pixels, 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self.in_use == 0 or self.in_use + pixels <= self.capacity)
+            self.in_use += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= pixels
+                self._changed.notify_all()
 
 
 def _reason(error: Exception) -> str:
@@ -76,27 +131,42 @@ def _reason(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _problem(path: Path) -> str | None:
+def _problem(path: Path, budget: _PixelBudget | None = None) -> str | None:
     """Why `path` cannot be used as an image, or None if it decodes."""
     try:
-        _decode_rgb(path)
+        _decode_rgb(path, budget)
     except Exception as e:  # see load_rgb
         return _reason(e)
     return None
 
 
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with `path` as a file, before reading it: a broken or looping link, or no bytes."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"broken symbolic link (to {os.readlink(path)})" if path.is_symlink() else "no such file"
+    except OSError as e:
+        return "symbolic link loop" if path.is_symlink() else (e.strerror or str(e))
+    return "empty file (0 bytes)" if size == 0 else None
+
+
 def scan_image_folder(root: str | Path, *, check: bool = True) -> tuple[list[Sample], list[str], list[Skipped]]:
     """List `root/<class>/**/<image>` as (samples, classes sorted by folder name, skipped files with reasons).
 
-    check=True decodes every file to find corrupt ones; check=False only skips empty files and names without an
-    image extension (unreadable files then fail when loaded). Hidden files and folders are ignored.
+    check=True decodes every file to find corrupt ones; check=False only skips empty files, broken links and names
+    without an image extension (unreadable files then fail when loaded). Hidden files and folders are ignored;
+    linked folders are followed, and a link back into a folder already listed is skipped as a loop.
     """
     root = Path(root)
     class_dirs = _class_dirs(root)
-    files = {d.name: _visible_files(d) for d in class_dirs}
-    problems = find_problems([f for fs in files.values() for f in fs], check)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
+    files = {}
+    for class_dir in class_dirs:
+        files[class_dir.name], unlisted = _walk_files(class_dir)
+        skipped += unlisted
+    problems = find_problems([f for fs in files.values() for f in fs], check)
     for label, class_dir in enumerate(class_dirs):
         for path in files[class_dir.name]:
             if problems[path] is None:
@@ -122,18 +192,36 @@ def _class_dirs(root: Path) -> list[Path]:
     return class_dirs
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    """Files under `folder`, recursively and sorted, leaving out hidden files and anything in hidden folders."""
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _walk_files(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """Everything under `folder` that is not a folder (broken links included), sorted, and the folders that could
+    not be listed, with why. Hidden names are left out; linked folders are followed once each, and a link to a
+    folder already walked, or to one that holds the walk (an ancestor), is a loop."""
+    seen = {Path(os.path.realpath(folder))}
+    files: list[Path] = []
+    unlisted: list[Skipped] = []
+
+    def unreadable(error: OSError) -> None:
+        unlisted.append((Path(error.filename), f"cannot list folder ({error.strerror})"))
+
+    for parent, folders, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        files += (Path(parent, name) for name in names if not name.startswith("."))
+        here = Path(os.path.realpath(parent))
+        folders.sort()  # which of two links to one folder is followed does not depend on the file system
+        for name in list(folders):
+            target = Path(os.path.realpath(Path(parent, name)))
+            if name.startswith(".") or target in seen or here.is_relative_to(target):
+                folders.remove(name)
+                if not name.startswith("."):
+                    unlisted.append((Path(parent, name), "symbolic link loop (to a folder already listed)"))
+            else:
+                seen.add(target)
+    return sorted(files), unlisted
 
 
 def image_files(folder: str | Path) -> list[Path]:
     """Image files under `folder` by extension (any depth, sorted, hidden files and folders left out)."""
     suffixes = Image.registered_extensions()
-    return [p for p in _visible_files(Path(folder)) if p.suffix.lower() in suffixes]
+    return [p for p in _walk_files(Path(folder))[0] if p.suffix.lower() in suffixes]
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -153,20 +241,19 @@ def find_problems(files: list[Path], check: bool = True) -> dict[Path, str | Non
     """Why each file cannot be used as an image (None: it can), decoding them on a few threads when `check`."""
     if not check:
         return {f: _quick_problem(f) for f in files}
+    budget = _PixelBudget(_pixel_limit() or _DEFAULT_PIXEL_LIMIT)
     with ThreadPoolExecutor(_CHECK_THREADS) as pool:
-        results = pool.map(_problem, files)
+        results = pool.map(lambda path: _problem(path, budget), files)
         progress = tqdm(results, total=len(files), desc="checking images", unit="file",
                         disable=len(files) <= _PROGRESS_MIN_FILES)
         return dict(zip(files, progress, strict=True))
 
 
 def _quick_problem(path: Path) -> str | None:
-    """The checks that need no decoding: an image file extension and a non-empty file."""
+    """The checks that need no decoding: an image file extension, and a file (not a broken link) with bytes."""
     if path.suffix.lower() not in Image.registered_extensions():
         return "not an image file extension"
-    if path.stat().st_size == 0:
-        return "empty file (0 bytes)"
-    return None
+    return _file_problem(path)
 
 
 def _require_images(root: Path, class_dirs: list[Path], samples: list[Sample], skipped: list[Skipped]) -> None:

@@ -44,11 +44,17 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Preprocess:
-        """The inverse of `to_dict`; ValueError on unknown keys."""
+        """The inverse of `to_dict`; ValueError on anything else (not a dict, unknown or missing keys, bad
+        values)."""
+        if not isinstance(values, dict):
+            raise ValueError(f"preprocessing must be a JSON object, got {type(values).__name__}")
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown preprocessing keys: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except TypeError as e:  # a missing key, or a value of the wrong type ("big" for image_size)
+            raise ValueError(f"invalid preprocessing {values}: {e}") from None
 
 
 def default_preprocess(image_size: int) -> Preprocess:

@@ -41,18 +41,28 @@ def load_detector(path: str | Path) -> Detector:
     return _detector(read_weights(path))
 
 
-def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float, num_classes: int,
-                        **options: Any) -> tuple[CenterNet, str]:
-    """A detector (`create_detector` options) initialised from `source`: another detector checkpoint of ours
-    (everything; the heat-map head re-initialised when the class count differs), or a classifier (our
-    checkpoint, a torchvision/timm file or a published-weights name) whose feature extractor becomes the
-    backbone, its classifier dropped. An architecture the checkpoint contradicts is refused. Returns the detector
-    and a one-line description of what was loaded."""
+def pretrained_checkpoint(source: str | Path, *, backbone: str, width_mult: float, **options: Any) -> Checkpoint:
+    """`source` opened as initial weights for a detector (`create_detector` options): refused if it contradicts
+    the architecture asked for (a detector's backbone and options, or a classifier's name and width)."""
     checkpoint = open_weights(source, backbone)
     if (checkpoint.config or {}).get("name") == "centernet":
         asked = {"backbone": backbone, "width_mult": width_mult, **options}
         require_architecture(checkpoint, {k: (v, f"--{'width' if k == 'width_mult' else k.replace('_', '-')}")
                                           for k, v in asked.items()})
+    else:
+        require_architecture(checkpoint, {"name": (backbone, "--backbone"), "width_mult": (width_mult, "--width")})
+    return checkpoint
+
+
+def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float, num_classes: int,
+                        **options: Any) -> tuple[CenterNet, str]:
+    """A detector (`create_detector` options) initialised from `source` (see `pretrained_checkpoint`): another
+    detector checkpoint of ours (everything; the heat-map head re-initialised when the class count differs), or a
+    classifier (our checkpoint, a torchvision/timm file or a published-weights name) whose feature extractor
+    becomes the backbone, its classifier dropped. Returns the detector and a one-line description of what was
+    loaded."""
+    checkpoint = pretrained_checkpoint(source, backbone=backbone, width_mult=width_mult, **options)
+    if (checkpoint.config or {}).get("name") == "centernet":
         detector = _detector(checkpoint)
         model, note = detector.model.train(), ""
         if detector.model.num_classes != num_classes:
@@ -60,7 +70,6 @@ def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float,
             note = (f"; it has {len(detector.classes)} classes and this data {num_classes}: the heat-map head is "
                     f"re-initialised")
         return model, f"initialised from detector {source}{note}"
-    require_architecture(checkpoint, {"name": (backbone, "--backbone"), "width_mult": (width_mult, "--width")})
     preset = {k: v for k, v in checkpoint.build_options.items() if k != "width_mult"}
     model = create_detector(backbone=backbone, width_mult=width_mult, num_classes=num_classes, **options, **preset)
     load_into(model.backbone, checkpoint, features_only=True)

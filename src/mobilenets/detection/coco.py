@@ -7,6 +7,7 @@ folder reader does), so one lost file does not stop a run, while a wrong folder 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from torch.utils.data import Dataset
 
 from ..data.folder import DataError, find_problems, load_rgb
 from .synthetic import ANNOTATION_FILE
+
+log = logging.getLogger(__name__)
 
 _REQUIRED_KEYS = ("images", "annotations", "categories")
 _IMAGE_FIELDS = ("id", "file_name", "width", "height")
@@ -31,7 +34,8 @@ class CocoDetection(Dataset):
     no area; `labels` int64 [N], the categories in id order numbered 0..K-1; `image_id`, the COCO image id. Images
     without annotations are kept (they teach the model what is not an object). `coco` is the ground truth for the
     evaluator: the kept images and their annotations, boxes clipped the same way, crowd annotations kept (COCO
-    evaluation ignores detections that match them).
+    evaluation ignores detections that match them). `dropped` lists the annotations left out because their box has
+    no area inside the image (a negative or zero width or height, or wholly outside); they are counted in a warning.
     """
 
     def __init__(self, annotation_file: str | Path, image_dir: str | Path) -> None:
@@ -40,7 +44,11 @@ class CocoDetection(Dataset):
         categories = sorted(raw["categories"], key=lambda c: c["id"])
         self.classes: list[str] = [str(c["name"]) for c in categories]
         self.category_ids: list[int] = [c["id"] for c in categories]
-        annotations = self._clipped_annotations(raw["annotations"], raw["images"])
+        annotations, self.dropped = self._clipped_annotations(raw["annotations"], raw["images"])
+        if self.dropped:
+            shown = "; ".join(self.dropped[:3]) + ("; ..." if len(self.dropped) > 3 else "")
+            log.warning("%s: %d annotation%s left out, no area inside the image (%s)", self.annotation_file,
+                        len(self.dropped), "s" if len(self.dropped) != 1 else "", shown)
         images, self.skipped = self._existing_images(raw["images"])
         kept_ids = {image["id"] for image in images}
         annotations = [a for a in annotations if a["image_id"] in kept_ids]
@@ -79,11 +87,12 @@ class CocoDetection(Dataset):
         return kept, skipped
 
     def _clipped_annotations(self, annotations: list[dict[str, Any]],
-                             images: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Annotations with boxes clipped to their image; unknown image or category ids are a DataError."""
+                             images: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Annotations with boxes clipped to their image, and the ones dropped for having no area left, described;
+        unknown image or category ids are a DataError."""
         sizes = {e["id"]: (e["width"], e["height"]) for e in images}
         known_categories = set(self.category_ids)
-        clipped = []
+        clipped, dropped = [], []
         for position, annotation in enumerate(annotations):
             _require_fields(self.annotation_file, "annotation", position, annotation, _ANNOTATION_FIELDS)
             where = f"{self.annotation_file}: annotation {annotation['id']}"
@@ -95,7 +104,9 @@ class CocoDetection(Dataset):
             bbox = _clip(annotation["bbox"], sizes[annotation["image_id"]], where)
             if bbox[2] > 0 and bbox[3] > 0:
                 clipped.append({"area": bbox[2] * bbox[3], "iscrowd": 0, **annotation, "bbox": bbox})
-        return clipped
+            else:
+                dropped.append(f"annotation {annotation['id']}: bbox {annotation['bbox']}")
+        return clipped, dropped
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from ..recipes import (
     load_recipe,
     make_options,
     option,
+    path_problems,
     positive_float,
     positive_int,
     range_problems,
@@ -80,13 +81,8 @@ class DetectConfig(TrainingOptions):
                             f"come as --train-json, --train-images, --val-json, --val-images)")
         if given and self.data is not None:
             problems.append("data: give either --data DIR or the four COCO file options, not both")
-        for key in ("data", "train_images", "val_images"):
-            if (folder := getattr(self, key)) is not None and not Path(folder).is_dir():
-                problems.append(f"{key}: {folder}: no such folder")
-        for key in ("train_json", "val_json"):
-            if (file := getattr(self, key)) is not None and not Path(file).is_file():
-                problems.append(f"{key}: {file}: no such file")
-        return problems
+        return problems + path_problems(folders={k: getattr(self, k) for k in ("data", "train_images", "val_images")},
+                                        files={k: getattr(self, k) for k in ("train_json", "val_json")})
 
 
 def make_detect_config(recipe: str | Path | None = None, **overrides: Any) -> DetectConfig:

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from ..engine import Task, TrainingError, TrainResult, fit
-from .checkpoint import TASK, pretrained_detector
+from .checkpoint import TASK, pretrained_checkpoint, pretrained_detector
 from .config import DetectConfig, make_detect_config
 from .data import DetectionData, build_detection_data
 from .evaluate import evaluate_detector
@@ -34,18 +34,25 @@ class DetectionTask(Task):
     score_label = "validation AP"
     eval_batch_size = 32
 
+    def check_inputs(self, config: DetectConfig) -> None:
+        if config.pretrained is not None:
+            pretrained_checkpoint(config.pretrained, **self._architecture(config))
+
     def build_data(self, config: DetectConfig, progress: bool) -> DetectionData:
         return build_detection_data(config)
 
     def build_model(self, config: DetectConfig, data: DetectionData) -> CenterNet:
-        options = {"backbone": config.backbone, "width_mult": config.width, "num_classes": len(data.classes),
-                   "neck_channels": config.neck_channels, "head_channels": config.head_channels,
-                   "head_conv": config.head_conv}
+        options = {**self._architecture(config), "num_classes": len(data.classes)}
         if config.pretrained is None:
             return create_detector("centernet", **options)
         model, description = pretrained_detector(config.pretrained, **options)
         log.info("%s", description)
         return model
+
+    @staticmethod
+    def _architecture(config: DetectConfig) -> dict[str, Any]:
+        return {"backbone": config.backbone, "width_mult": config.width, "neck_channels": config.neck_channels,
+                "head_channels": config.head_channels, "head_conv": config.head_conv}
 
     def build_loss(self, config: DetectConfig, data: DetectionData, model: CenterNet) -> nn.Module:
         return CenterNetCriterion(len(data.classes), model.stride)

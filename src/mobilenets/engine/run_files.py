@@ -48,6 +48,7 @@ def run_lock(folder: Path) -> Iterator[None]:
         writable(folder, folder=True)
     except ValueError as e:
         raise RunFolderError(f"output: {e}") from None
+    folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+") as lock:
         if fcntl is not None:
             try:
@@ -64,6 +65,17 @@ def run_lock(folder: Path) -> Iterator[None]:
         for stale in folder.glob(".*.tmp"):  # half-written files of a killed run: no one else writes here now
             stale.unlink(missing_ok=True)
         yield
+
+
+def discard_unfinished(folder: Path) -> None:
+    """Remove what a run that failed before its first results wrote into `folder`, a folder it created: the lock,
+    an early train.log and config.yaml, half-written files; then the folder itself, if nothing else is there."""
+    if not folder.is_dir() or any((folder / name).exists() for name in RUN_FILES):
+        return
+    for path in (folder / ".lock", folder / "train.log", folder / "config.yaml", *folder.glob(".*.tmp")):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def start_logging(log: logging.Logger, out: Path, is_main: bool) -> logging.Handler | None:

@@ -62,6 +62,11 @@ class Task(ABC):
     @abstractmethod
     def summary(self, config: TrainingOptions, history: list[dict], best: dict) -> dict[str, Any]: ...
 
+    def check_inputs(self, config: TrainingOptions) -> None:
+        """Refuse, before the data is built, inputs that can be checked on their own (e.g. initial weights of
+        another architecture)."""
+        return None
+
     def frozen_part(self, config: TrainingOptions, model: nn.Module) -> nn.Module | None:
         """A part of the model that is not trained: its batch norms keep their running statistics."""
         return None

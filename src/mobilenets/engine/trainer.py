@@ -29,7 +29,7 @@ from .config import RESUMABLE_CHANGES, TrainingOptions
 from .distributed import Distributed, average_buffers, choose_device, init_distributed, shutdown
 from .loop import NonFiniteLossError, train_one_epoch
 from .optim import make_optimizer, make_scheduler
-from .run_files import MetricsFiles, RunFolderError, run_folder, run_lock, start_logging
+from .run_files import MetricsFiles, RunFolderError, discard_unfinished, run_folder, run_lock, start_logging
 from .task import Task, TaskData
 
 log = logging.getLogger("mobilenets")
@@ -61,14 +61,23 @@ def fit(task: Task, config: TrainingOptions, *, progress: bool = True) -> TrainR
         if job.is_main:  # the other processes write nothing
             out = run_folder(asked, reuse=config.resume or config.exist_ok)
         config = dataclasses.replace(config, output=str(out))
-        with run_lock(out) if job.is_main else contextlib.nullcontext():
-            handler = start_logging(log, out, job.is_main)
-            try:
-                return _fit(task, config, device, job, asked, progress and job.is_main)
-            finally:
-                if handler is not None:
-                    log.removeHandler(handler)
-                    handler.close()
+        state_path = out / "last.pt"
+        state = _read_state(state_path, task, config) if config.resume and state_path.is_file() else None
+        task.check_inputs(config)
+        created = job.is_main and not out.exists()
+        try:
+            with run_lock(out) if job.is_main else contextlib.nullcontext():
+                handler = start_logging(log, out, job.is_main)
+                try:
+                    return _fit(task, config, state, device, job, asked, progress and job.is_main)
+                finally:
+                    if handler is not None:
+                        log.removeHandler(handler)
+                        handler.close()
+        except BaseException:
+            if created:
+                discard_unfinished(out)
+            raise
     except RunFolderError as e:
         raise TrainingError(str(e)) from None
     finally:
@@ -100,35 +109,37 @@ def _loaders(config: TrainingOptions, data: TaskData, task: Task, job: Distribut
     return sampler, train, val
 
 
-def _restore(path: Path, task: Task, config: TrainingOptions, model: nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler, ema: AveragedModel | None) -> dict[str, Any]:
-    """Load a run's `last.pt` into everything that trains; refuses another task's run, or one whose options
-    outside RESUMABLE_CHANGES (those that do not change the result) differ from `config`."""
-    try:
-        state = load_torch_file(path)
-    except WeightsError as e:
-        raise TrainingError(str(e)) from None
+def _read_state(path: Path, task: Task, config: TrainingOptions) -> dict[str, Any]:
+    """A run's `last.pt`, read before any work: WeightsError for a file that is not one or is another task's,
+    TrainingError for a run whose options outside RESUMABLE_CHANGES (those that do not change the result) differ
+    from `config`."""
+    state = load_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise TrainingError(f"{path}: not a mobilenets training checkpoint")
+        raise WeightsError(f"{path}: not a mobilenets training checkpoint")
     if state.get("task") != task.name:
-        raise TrainingError(f"{path}: the checkpoint of a {state.get('task')} run, not of a {task.name} run")
+        raise WeightsError(f"{path}: the checkpoint of a {state.get('task')} run, not of a {task.name} run")
     before = {k: v for k, v in state["train_config"].items() if k not in RESUMABLE_CHANGES}
     now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
     if changed := sorted(k for k in now if before.get(k) != now[k]):
         raise TrainingError(f"{path}: cannot resume with a different {changed[0]} "
                             f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
+    return state
+
+
+def _restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler, ema: AveragedModel | None) -> None:
+    """Load a checked `last.pt` (see `_read_state`) into everything that trains."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if ema is not None:
         ema.load_state_dict(state["ema_averager"])
-    log.info("resuming %s after epoch %d of %d", path, state["epoch"], config.epochs)
-    return state
 
 
-def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distributed, asked: Path,
-         progress: bool) -> TrainResult:
+def _fit(task: Task, config: TrainingOptions, state: dict[str, Any] | None, device: torch.device,
+         job: Distributed, asked: Path, progress: bool) -> TrainResult:
     out = Path(config.output)
+    state_path = out / "last.pt"
     torch.manual_seed(config.seed)
     data = task.build_data(config, progress)
     log.info("data: %s", data.description)
@@ -142,12 +153,12 @@ def _fit(task: Task, config: TrainingOptions, device: torch.device, job: Distrib
     scheduler = make_scheduler(optimizer, config, len(train_loader))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
         if config.ema else None
-    state_path = out / "last.pt"
     start, history, best_epoch = 0, [], 0
-    if config.resume and state_path.is_file():
-        state = _restore(state_path, task, config, model, optimizer, scheduler, ema)
+    if state is not None:
+        _restore(state, model, optimizer, scheduler, ema)
         start, history = state["epoch"], list(state["history"])
         best_epoch = state.get("best_epoch", state.get("best", {}).get("epoch", 0))  # older: {"best": {"epoch"}}
+        log.info("resuming %s after epoch %d of %d", state_path, start, config.epochs)
     elif config.resume:
         log.info("nothing to resume in %s: starting from scratch", out)
     if job.is_main:

@@ -46,8 +46,9 @@ class Checkpoint:
 
 
 def _first_line(error: BaseException) -> str:
+    """The error's first sentence: torch follows its reason with paragraphs of advice."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(error).__name__
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -1,0 +1,357 @@
+"""Every kind of bad input, through the command line: each case is tiny files the test makes and one command, and
+must end with the expected exit status, one stderr line naming the file or option (no traceback), and every file
+under the test's folder as it was (nothing half-written, nothing overwritten, nothing left behind)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mobilenets.cli import main
+
+
+@dataclass
+class Case:
+    """`make(folder, runs)` builds the case's files and returns its command line; `expect` is in the error line,
+    with {folder} standing for the case's folder."""
+
+    make: Callable[[Path, Runs], list[str]]
+    expect: str
+    status: int = 2
+
+
+@dataclass
+class Runs:
+    """The shared trained runs' files, copied into the case's folder on demand (so the check covers them too)."""
+
+    folder: Path
+    classifier: Path
+    detector: Path
+
+    def copy(self, kind: str, name: str) -> Path:
+        target = self.folder / f"{kind}-{name}"
+        shutil.copyfile(getattr(self, kind) / name, target)
+        return target
+
+    def classifier_file(self, name: str = "best.safetensors") -> Path:
+        return self.copy("classifier", name)
+
+    def detector_file(self, name: str = "best.safetensors") -> Path:
+        return self.copy("detector", name)
+
+
+def _images(folder: Path, count: int = 2, size: tuple[int, int] = (40, 40)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", size, (40 * i, 90, 160)).save(folder / f"im{i}.png")
+    return folder
+
+
+def _text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _coco(folder: Path, edit: Callable[[dict], None] | None = None) -> Path:
+    """A one-image COCO split in `folder` (annotations.json + a.png), changed by `edit`; returns the JSON's path."""
+    _images(folder, 1, (64, 48))
+    (folder / "im0.png").rename(folder / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20]}],
+            "categories": [{"id": 1, "name": "thing"}]}
+    if edit:
+        edit(coco)
+    return _text(folder / "annotations.json", json.dumps(coco))
+
+
+def _coco_eval(edit: Callable[[dict], None]) -> Callable[[Path, Runs], list[str]]:
+    def make(folder: Path, runs: Runs) -> list[str]:
+        truth = _coco(folder / "val", edit)
+        return ["detect", "eval", "--checkpoint", str(runs.detector_file()), "--val-json", str(truth),
+                "--val-images", str(folder / "val")]
+    return make
+
+
+def _train(*options: str) -> Callable[[Path, Runs], list[str]]:
+    return lambda folder, runs: ["train", *options, "--output", str(folder / "run")]
+
+
+def _train_on(build: Callable[[Path], None]) -> Callable[[Path, Runs], list[str]]:
+    def make(folder: Path, runs: Runs) -> list[str]:
+        build(folder / "data")
+        return ["train", "--data", str(folder / "data"), "--output", str(folder / "run")]
+    return make
+
+
+def _only_broken_images(data: Path) -> None:
+    for label in ("a", "b"):
+        _images(data / "train" / label)
+        _images(data / "val" / label)
+    for image in (data / "train" / "b").iterdir():
+        image.write_bytes(image.read_bytes()[:60])
+
+
+def _only_dangling_links(data: Path) -> None:
+    _images(data / "train" / "a")
+    (data / "train" / "b").mkdir(parents=True)
+    (data / "train" / "b" / "gone.png").symlink_to("nowhere.png")
+    (data / "train" / "b" / "loop").symlink_to("..")
+    for label in ("a", "b"):
+        _images(data / "val" / label)
+
+
+def _over_the_pixel_limit(data: Path) -> None:  # the test lowers Pillow's limit to 2000 pixels
+    for label in ("a", "b"):
+        _images(data / "train" / label)
+        _images(data / "val" / label)
+    _images(data / "train" / "b", size=(60, 40))
+
+
+def _resume_from(kind: str, damage: Callable[[Path], None] | None = None) -> Callable[[Path, Runs], list[str]]:
+    def make(folder: Path, runs: Runs) -> list[str]:
+        source = runs.classifier_file("last.pt") if kind == "classifier" else runs.detector_file("last.pt")
+        (folder / "run").mkdir()
+        target = source.rename(folder / "run" / "last.pt")
+        if damage:
+            damage(target)
+        return ["train", "--resume", "--output", str(folder / "run"), "--workers", "0"]
+    return make
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _held_run_folder(folder: Path, runs: Runs) -> list[str]:
+    (folder / "run").mkdir()
+    holder = open(folder / "run" / ".lock", "a")  # noqa: SIM115 - held until the test's folder is removed
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD.append(holder)
+    return ["train", "--output", str(folder / "run")]
+
+
+_HELD: list = []
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def _malicious_pickle(folder: Path, runs: Runs) -> list[str]:
+    import torch
+
+    torch.save({"model": _RunsCode()}, folder / "model.pt")
+    return ["eval", "--checkpoint", str(folder / "model.pt")]
+
+
+def _metadata(config: str | None = None, **meta: object) -> Callable[[Path, Runs], list[str]]:
+    """`eval` of a copy of the shared classifier whose config metadata is `config`, or whose meta entries are
+    replaced by `meta`."""
+    def make(folder: Path, runs: Runs) -> list[str]:
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+
+        good = runs.classifier_file()
+        with safe_open(str(good), "pt") as opened:
+            metadata = opened.metadata()
+        if config is not None:
+            metadata["mobilenets.config"] = config
+        metadata["mobilenets.meta"] = json.dumps({**json.loads(metadata["mobilenets.meta"]), **meta})
+        bad = folder / "bad.safetensors"
+        save_file(load_file(str(good)), str(bad), metadata=metadata)
+        return ["eval", "--checkpoint", str(bad)]
+    return make
+
+
+def _export(*options: str, checkpoint: bool = False, output: str = "m.onnx") -> Callable[[Path, Runs], list[str]]:
+    """`mobilenets export` of a small zoo network (or the shared classifier) with `options`, paths in the case's
+    folder; an output inside `a_file` makes that file first."""
+    def make(folder: Path, runs: Runs) -> list[str]:
+        _a_file(folder)
+        source = ["--checkpoint", str(runs.classifier_file())] if checkpoint else ["mobilenet_v3_small", "--width",
+                                                                                    "0.25"]
+        options_in_folder = [str(folder / o) if o == "none" else o for o in options]
+        fmt = [] if "--format" in options else ["--format", "onnx"]
+        return ["export", *source, *fmt, *options_in_folder, "--output", str(folder / output)]
+    return make
+
+
+def _a_file(folder: Path) -> Path:
+    return _text(folder / "a_file", "not a folder")
+
+
+CASES: dict[str, Case] = {
+    # option values: refused before any work, naming the option
+    "width too large": Case(_train("--width", "100"), "width: must be in (0, 4], got 100"),
+    "image size absurd": Case(_train("--image-size", "100000"), "image_size: must be between 32 and 4096"),
+    "dropout 1.5": Case(_train("--dropout", "1.5"), "dropout: must be in [0, 1), got 1.5"),
+    "label smoothing 1": Case(_train("--label-smoothing", "1"), "label_smoothing: must be in [0, 1)"),
+    "warm-up nan": Case(_train("--warmup-epochs", "nan"), "warmup_epochs: must be >= 0, got nan"),
+    "crop scale reversed": Case(_train("--crop-scale", "1", "0.5"), "crop_scale: need 0 < low <= high <= 1"),
+    "negative dataset size": Case(_train("--synthetic-train-size", "-5"),
+                                  "--synthetic-train-size: must be an integer >= 1, got '-5'"),
+    "unknown device": Case(_train("--device", "tpu9"), "device: unknown 'tpu9'"),
+    "cuda without a GPU": Case(_train("--device", "cuda:7"), "device: cuda:7 asked for, but this machine has"),
+    "batch size zero": Case(_train("--batch-size", "0"), "--batch-size: must be an integer >= 1, got '0'"),
+    "not a number": Case(_train("--lr", "fast"), "--lr: must be a number > 0, got 'fast'"),
+    "unknown model": Case(_train("--model", "resnet50"), "--model: invalid choice: 'resnet50'"),
+    "validation fraction 1.5": Case(_train("--val-split", "1.5"), "val_split: must be between 0 and 1, got 1.5"),
+    "config is a folder": Case(lambda f, r: ["train", "--config", str(f)], "{folder}: a folder, not a YAML recipe"),
+    "config not YAML": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "a: [1, 2"))], "r.yaml"),
+    "config unknown key": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "wings: 2\n"))],
+                               "wings"),
+    "config missing": Case(lambda f, r: ["train", "--config", str(f / "none.yaml")], "none.yaml"),
+    "detect width too large": Case(lambda f, r: ["detect", "train", "--width", "50", "--output", str(f / "run")],
+                                   "width: must be in (0, 4], got 50"),
+    # data folders: a line naming the folder; unusable files are skipped and counted, not fatal unless none is left
+    "data missing": Case(lambda f, r: ["train", "--data", str(f / "none")], "{folder}/none: no such folder"),
+    "data is a file": Case(lambda f, r: ["train", "--data", str(_a_file(f))], "{folder}/a_file: not a folder"),
+    "data without class folders": Case(_train_on(lambda d: _text(d / "train" / "x.png", "")),
+                                       "{folder}/data: expected train/ and val/ folders"),
+    "a class of corrupt images": Case(_train_on(_only_broken_images), "{folder}/data/train/b: no readable images"),
+    "a class of broken links": Case(_train_on(_only_dangling_links),
+                                    "{folder}/data/train/b: no readable images (2 files skipped: loop [symbolic link "
+                                    "loop (to a folder already listed)], gone.png [broken symbolic link (to "
+                                    "nowhere.png)])"),
+    "a class over the pixel limit": Case(_train_on(_over_the_pixel_limit),
+                                         "{folder}/data/train/b: no readable images (2 files skipped: im0.png "
+                                         "[60x40 = 2,400 pixels, over the limit of 2,000"),
+    # checkpoints: a line naming the file, never code run from a pickle
+    "checkpoint missing": Case(lambda f, r: ["eval", "--checkpoint", str(f / "none.safetensors")],
+                               "{folder}/none.safetensors"),
+    "checkpoint not weights": Case(lambda f, r: ["eval", "--checkpoint", str(_text(f / "m.safetensors", "hi"))],
+                                   "{folder}/m.safetensors"),
+    "checkpoint truncated": Case(lambda f, r: ["eval", "--checkpoint", str(_truncated(r.classifier_file()))],
+                                 "classifier-best.safetensors"),
+    "pickle that runs code": Case(_malicious_pickle, "{folder}/model.pt: refused to load"),
+    "config metadata not JSON": Case(_metadata("{oops"), "bad.safetensors: its mobilenets.config metadata is not "
+                                                         "valid JSON"),
+    "config metadata a list": Case(_metadata("[1, 2]"), "bad.safetensors: its mobilenets.config metadata is a list"),
+    "config metadata no name": Case(_metadata('{"width_mult": 0.25}'), "bad.safetensors: its config does not "
+                                                                        "describe a model"),
+    "config metadata width 1000": Case(_metadata('{"name": "mobilenet_v3_small", "width_mult": 1000, '
+                                                 '"num_classes": 3}'), "does not fit mobilenet_v3_small"),
+    "preprocessing incomplete": Case(_metadata(preprocess={"image_size": 32}), "bad.safetensors: invalid "
+                                                                               "preprocessing {'image_size': 32}"),
+    "preprocessing not numbers": Case(_metadata(preprocess={"image_size": "big", "resize": 36, "mean": [0, 0, 0],
+                                                            "std": [1, 1, 1]}), "bad.safetensors: invalid prepro"),
+    "fewer class names than outputs": Case(_metadata(classes=["a"]), "bad.safetensors: its class names (1) do not "
+                                                                     "match the model's "),
+    "detector evaluated as classifier": Case(lambda f, r: ["eval", "--checkpoint", str(r.detector_file())],
+                                             "detector-best.safetensors: a detection checkpoint, not a "
+                                             "classifier"),
+    "detector as pretrained classifier": Case(lambda f, r: ["train", "--pretrained", str(r.detector_file()),
+                                                            "--output", str(f / "run")], "detector-best.safetensors"),
+    "detector from another backbone": Case(lambda f, r: ["detect", "train", "--pretrained", str(r.classifier_file()),
+                                                         "--backbone", "mobilenet_v2", "--output", str(f / "run")],
+                                           "classifier-best.safetensors: a mobilenet_v3_small with name "
+                                           "mobilenet_v3_small, but this run asks for mobilenet_v2 (pass --backbone "
+                                           "mobilenet_v3_small)"),
+    "classifier as detector": Case(lambda f, r: ["detect", "eval", "--checkpoint", str(r.classifier_file())],
+                                   "classifier-best.safetensors"),
+    "resume truncated last.pt": Case(_resume_from("classifier", _truncate), "{folder}/run/last.pt"),
+    "resume a detection run": Case(_resume_from("detector"), "{folder}/run/last.pt: the checkpoint of a detection "
+                                                             "run, not of a classification run"),
+    "resume with other options": Case(_resume_from("classifier"), "{folder}/run/last.pt: cannot resume with a "
+                                                                  "different batch_size (16 in the run, 64 now)",
+                                      status=1),
+    # a run folder another run holds
+    "run folder in use": Case(_held_run_folder, "{folder}/run: another run", status=1),
+    # COCO files: a line naming the file
+    "COCO not JSON": Case(_coco_eval(lambda c: c.clear()), "annotations.json: no 'images' / 'annotations'"),
+    "COCO string category id": Case(_coco_eval(lambda c: c["categories"][0].update(id="1")),
+                                    "annotations.json: category id '1' is not an integer"),
+    "COCO repeated image id": Case(_coco_eval(lambda c: c["images"].append(dict(c["images"][0]))),
+                                   "annotations.json: image id 1 appears more than once"),
+    "COCO bbox of three": Case(_coco_eval(lambda c: c["annotations"][0].update(bbox=[1, 2, 3])),
+                               "annotations.json: annotation 1: bbox must be [x, y, width, height]"),
+    "COCO unknown category": Case(_coco_eval(lambda c: c["annotations"][0].update(category_id=9)),
+                                  "annotations.json: annotation 1 refers to category id 9"),
+    "COCO no image readable": Case(_coco_eval(lambda c: c["images"][0].update(file_name="gone.png")),
+                                   "none of the 1 images listed in"),
+    # outputs: checked before the work, nothing written
+    "export into a file": Case(_export(output="a_file/m.onnx"), "{folder}/a_file is a file, not a folder"),
+    "export onto a folder": Case(_export(output="."), "a folder, not a file"),
+    "int8 export into a file": Case(_export("--int8", checkpoint=True, output="a_file/m.onnx"),
+                                    "is a file, not a folder"),
+    "int8 on torchscript": Case(_export("--int8", "--format", "torchscript"), "--int8"),
+    "qat without int8": Case(_export("--qat-epochs", "1", checkpoint=True), "--qat-epochs needs --int8"),
+    "calibration folder missing": Case(_export("--int8", "--calibration", "none"), "{folder}/none"),
+    "eval output into a file": Case(lambda f, r: ["eval", "--checkpoint", str(r.classifier_file()), "--output",
+                                                  str(_a_file(f) / "x")], "is a file, not a folder"),
+    "detect eval results into a file": Case(lambda f, r: ["detect", "eval", "--checkpoint", str(r.detector_file()),
+                                                          "--save-results", str(_a_file(f) / "r.json")],
+                                            "is a file, not a folder"),
+    "train output inside a file": Case(lambda f, r: ["train", "--output", str(_a_file(f) / "run")],
+                                       "output: {folder}/a_file/run: cannot write here", status=1),
+    "drawings inside a file": Case(lambda f, r: ["detect", "predict", "--checkpoint", str(r.detector_file()),
+                                                 str(_images(f / "in", 1)), "--output", str(_a_file(f) / "d")],
+                                   "is a file, not a folder"),
+    # predict inputs
+    "predict an empty folder": Case(lambda f, r: ["predict", "--checkpoint", str(r.classifier_file()),
+                                                  str(_images(f / "empty", 0))],
+                                    "{folder}/empty: no image files in this folder"),
+    "detect predict an empty folder": Case(lambda f, r: ["detect", "predict", "--checkpoint", str(r.detector_file()),
+                                                         str(_images(f / "empty", 0))],
+                                           "{folder}/empty: no image files in this folder"),
+    "predict a non-image": Case(lambda f, r: ["predict", "--checkpoint", str(r.classifier_file()),
+                                              str(_text(f / "x.png", "text"))], "{folder}/x.png", status=1),
+    "detect predict a missing file": Case(lambda f, r: ["detect", "predict", "--checkpoint", str(r.detector_file()),
+                                                        str(f / "gone.png")], "{folder}/gone.png", status=1),
+    "bench unknown backend": Case(lambda f, r: ["bench", "--backends", "eager,warp"], "warp"),
+}
+
+
+def _truncated(path: Path) -> Path:
+    _truncate(path)
+    return path
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under `folder`: a file's digest and mode, or what else it is."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            state[name] = "link"
+        elif path.is_dir():
+            state[name] = "folder"
+        else:
+            state[name] = f"{hashlib.sha256(path.read_bytes()).hexdigest()} {path.stat().st_mode:o}"
+    return state
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_one_line_and_changes_nothing(name, tmp_path, capsys, monkeypatch, classifier_run,
+                                                   detector_run):
+    case = CASES[name]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    monkeypatch.chdir(tmp_path)  # the default output folders (runs/...) land here, where the check sees them
+    argv = case.make(tmp_path, Runs(tmp_path, classifier_run[0], detector_run[0]))
+    before = _snapshot(tmp_path)
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    finally:
+        while _HELD:
+            _HELD.pop().close()
+    captured = capsys.readouterr()
+    error = captured.err.strip()
+    assert "Traceback" not in captured.err + captured.out
+    assert len(error.splitlines()) == 1, error
+    assert case.expect.replace("{folder}", str(tmp_path)) in error
+    assert status == case.status, error
+    after = _snapshot(tmp_path)
+    assert after == before, {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
+                             if before.get(k) != after.get(k)}
