@@ -23,7 +23,7 @@ from PIL import Image
 
 from mobilenets import cpu
 from mobilenets.deploy import export_graph
-from mobilenets.deploy.bench import onnx_session
+from mobilenets.deploy.runtime import onnx_session
 from mobilenets.deploy.timing import time_call
 from mobilenets.detection import create_detector, decode
 from mobilenets.detection.config import DetectConfig

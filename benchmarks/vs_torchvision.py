@@ -24,7 +24,8 @@ import torchvision
 import mobilenets
 from mobilenets import cpu
 from mobilenets.deploy import export_graph
-from mobilenets.deploy.bench import matmul_flops, onnx_session
+from mobilenets.deploy.bench import matmul_flops
+from mobilenets.deploy.runtime import onnx_session
 from mobilenets.deploy.timing import interleaved, time_call
 
 PAIRS = {"mobilenet_v2": torchvision.models.mobilenet_v2,

@@ -308,6 +308,15 @@ CASES: dict[str, Case] = {
                                               str(_text(f / "x.png", "text"))], "{folder}/x.png", status=1),
     "detect predict a missing file": Case(lambda f, r: ["detect", "predict", "--checkpoint", str(r.detector_file()),
                                                         str(f / "gone.png")], "{folder}/gone.png", status=1),
+    "exported model of another kind": Case(lambda f, r: ["eval", "--model", str(_text(f / "m.tflite", "x"))],
+                                           "{folder}/m.tflite: not an exported model (expected .onnx or .pte;"),
+    "ONNX model that is not one": Case(lambda f, r: ["predict", "--model", str(_text(f / "m.onnx", "x")),
+                                                     str(_images(f / "in", 1))], "{folder}/m.onnx: onnxruntime "
+                                                                                  "cannot load it"),
+    "pte that is not one": Case(lambda f, r: ["predict", "--model", str(_text(f / "m.pte", "not a program")),
+                                              str(_images(f / "in", 1))], "{folder}/m.pte: not an ExecuTorch program"),
+    "executorch with a dynamic batch": Case(_export("--format", "executorch", "--dynamic-batch"),
+                                            "--dynamic-batch is not for --format executorch"),
     "bench unknown backend": Case(lambda f, r: ["bench", "--backends", "eager,warp"], "warp"),
 }
 

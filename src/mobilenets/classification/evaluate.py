@@ -67,6 +67,9 @@ def training_config(classifier: Classifier) -> TrainConfig:
 def evaluation_set(classifier: Classifier, data: str | Path | None) -> tuple[Any, str]:
     """The images to evaluate on: a folder's `val/` (or the whole folder), else the run's own validation split."""
     if data is None:
+        if "train_config" not in classifier.meta:
+            raise DataError("the model does not record the data it was trained on: give the images to evaluate "
+                            "on (--data DIR)")
         run = training_config(classifier)
         if run.data is None:
             shapes = SyntheticShapes("val", size=run.image_size, length=run.synthetic_val_size, seed=run.seed)

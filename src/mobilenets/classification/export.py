@@ -53,7 +53,7 @@ def export_classifier(checkpoint: str | Path, format: str, output: str | Path, *
     size = resolution or classifier.preprocess.image_size
     preprocess = classifier.preprocess if size == classifier.preprocess.image_size else default_preprocess(size)
     metadata = {"classes": classifier.classes, "preprocess": classifier.preprocess.to_dict(),
-                "model": classifier.model.config}
+                "model": classifier.model.config, "train_config": classifier.meta.get("train_config", {})}
     int8_options = {"preprocess": preprocess, "calibration": calibration, "keep_float": keep_float,
                     "reduce_range": reduce_range, "report": report_images(classifier, val, preprocess),
                     "qat_loader": training_loader(classifier) if qat_epochs else None, "qat_epochs": qat_epochs

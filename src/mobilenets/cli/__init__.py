@@ -12,10 +12,12 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__
 from ..engine import TrainingError
+from ..extras import MissingExtra
 from ..models import MobileNet, architecture_options, build_model, list_models
 from ..recipes import add_options, count, options_given, positive_float
 
@@ -89,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_model_source(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint (a training run's) or --model (an exported file: what ships is what is checked)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="C", help="best.safetensors or last.pt of a run")
+    source.add_argument("--model", metavar="FILE", help="an exported classifier: FILE.onnx (onnxruntime) or "
+                                                        "FILE.pte (ExecuTorch), with its class names")
+
+
+def model_source(args: argparse.Namespace) -> str:
+    """The file `add_model_source`'s options name; CommandError for a --model that is not an exported file."""
+    from ..deploy.runtime import EXPORTED_SUFFIXES
+
+    if args.model is not None and Path(args.model).suffix not in EXPORTED_SUFFIXES:
+        raise CommandError(f"{args.model}: not an exported model (expected {' or '.join(EXPORTED_SUFFIXES)}; a "
+                           f"training run's checkpoint goes to --checkpoint)")
+    return args.checkpoint or args.model
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mobilenets` console script and of `python -m mobilenets`; returns the exit status."""
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, not a crash
@@ -97,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, *BAD_INPUT) as exc:  # bad input: exit status 2
+    except (CommandError, MissingExtra, *BAD_INPUT) as exc:  # bad input, or an extra to install: exit status 2
         print(f"mobilenets: error: {exc}", file=sys.stderr)
         return 2
     except TrainingError as exc:  # valid input, but the work failed (e.g. training diverged)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..cpu import describe
 from ..deploy.bench import BACKENDS, benchmark, write_reports
+from ..extras import MissingExtra
 from ..models import list_models
 from ..recipes import positive_int, resolution
 from . import CommandError
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = benchmark(args.models, args.backends, args.batch, resolution=args.resolution,
                             threads=args.threads, runs=args.runs, rounds=args.rounds, progress=not args.json)
+    except MissingExtra:
+        raise
     except ImportError as e:
         raise CommandError(f"{e}: the onnxruntime backends need pip install 'mobilenets[deploy]'") from None
     written = write_reports(results, Path(args.output), f"mobilenets bench, {args.resolution}px")

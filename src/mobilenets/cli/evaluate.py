@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._atomic import writable
 from ..classification.evaluate import evaluate
-from . import CommandError
+from . import CommandError, add_model_source, model_source
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a trained classifier",
                               description="Top-1, top-5, per-class precision/recall and a confusion matrix. "
                                           "Without --data: the run's own validation split.")
-    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    add_model_source(p)
     p.add_argument("--data", metavar="DIR", help="ImageFolder (its val/ if present, else all of it)")
     p.add_argument("--output", metavar="DIR", help="where confusion.png goes (default: beside the checkpoint)")
     p.add_argument("--batch-size", type=int, default=128, metavar="N")
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, draw confusion.png, print a report or one JSON object."""
-    checkpoint = Path(args.checkpoint)
+    checkpoint = Path(model_source(args))
     if not checkpoint.is_file():
         raise CommandError(f"{checkpoint}: no such file")
     png = Path(args.output or checkpoint.parent) / "confusion.png"

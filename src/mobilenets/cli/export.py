@@ -15,17 +15,21 @@ from . import CommandError, add_model_arguments, model_from_args
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `export`."""
-    p = subparsers.add_parser("export", help="export a model for inference (ONNX, TorchScript, pt2)",
+    p = subparsers.add_parser("export", help="export a model for inference (ONNX, TorchScript, pt2, ExecuTorch)",
                               description="Export NAME (random weights, for benchmarking) or --checkpoint C (a "
                                           "trained classifier, its class names and preprocessing kept in the "
-                                          "metadata), with batch norm folded into the convolutions.")
+                                          "metadata), with batch norm folded into the convolutions. "
+                                          "--format executorch writes a .pte for phones (batch 1, every "
+                                          "operator on XNNPACK), its metadata in <output>.json.")
     add_model_arguments(p, name_required=False)
     p.add_argument("--checkpoint", metavar="C", help="best.safetensors or last.pt of a training run")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--resolution", type=resolution, metavar="R",
                    help="input size (default: the checkpoint's, else 224)")
-    p.add_argument("--dynamic-batch", action="store_true", help="any batch size at run time (else batch 1)")
-    p.add_argument("--int8", action="store_true", help="onnx only: int8 static quantization (onnxruntime)")
+    p.add_argument("--dynamic-batch", action="store_true", help="onnx, torchscript, pt2: any batch size at run "
+                                                                  "time (else batch 1)")
+    p.add_argument("--int8", action="store_true", help="onnx or executorch: int8 static quantization "
+                                                       "(onnxruntime's, or PT2E for XNNPACK)")
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: built-in shapes)")
     p.add_argument("--val", metavar="DIR", help="--int8: labelled images (class folders) for the int8-vs-fp32 "
                                                   "report (default: the checkpoint's validation split)")
@@ -57,8 +61,13 @@ def run(args: argparse.Namespace) -> int:
     """Export NAME (random weights) or a trained --checkpoint, and print where it went and the int8 report."""
     if (args.name is None) == (args.checkpoint is None):
         raise CommandError("give either a model NAME or --checkpoint, not both")
-    if args.int8 and args.format != "onnx":
-        raise CommandError("--int8 needs --format onnx")
+    if args.int8 and args.format not in ("onnx", "executorch"):
+        raise CommandError("--int8 needs --format onnx or executorch")
+    onnx_only = {"--dynamic-batch": args.dynamic_batch or None, "--keep-float": args.keep_float or None,
+                 "--full-range and --reduce-range": args.reduce_range}
+    if args.format == "executorch" and (given := [flag for flag, value in onnx_only.items() if value is not None]):
+        raise CommandError(f"{given[0]} {'are' if ' and ' in given[0] else 'is'} not for --format executorch "
+                           f"(batch 1, XNNPACK's 8-bit int8)")
     if args.qat_epochs < 0:
         raise CommandError(f"--qat-epochs must be 0 or more, got {args.qat_epochs}")
     if args.qat_epochs and not (args.int8 and args.checkpoint):
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{given[0]} {'need' if ' and ' in given[0] else 'needs'} --int8")
     if args.val is not None and args.checkpoint is None:
         raise CommandError("--val needs a trained --checkpoint (a zoo model's random weights have no labels)")
-    if args.int8:  # quantize and the QAT grid make the same choice: choose_weight_range is their one source
+    if args.int8 and args.format == "onnx":  # quantize and the QAT grid: choose_weight_range is their one source
         print(f"int8 weights: {choose_weight_range(args.reduce_range)}")
     int8 = {"int8": args.int8, "calibration": args.calibration, "keep_float": args.keep_float,
             "reduce_range": args.reduce_range}

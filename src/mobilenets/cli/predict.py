@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..classification.predict import predict
-from . import CommandError
+from . import CommandError, add_model_source, model_source
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="classify images with a trained classifier",
                               description="Print the top-k classes of each image. An unreadable image gets a "
                                           "one-line error and exit status 1; the others are still predicted.")
-    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    add_model_source(p)
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--topk", type=int, default=5, metavar="K")
     p.add_argument("--json", action="store_true", help="one JSON object per image (JSON lines)")
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every image; print results (or JSON lines) on stdout and one line per failure on stderr."""
     if args.topk < 1:
         raise CommandError(f"--topk must be >= 1, got {args.topk}")
-    results = predict(args.checkpoint, args.images, topk=args.topk)
+    results = predict(model_source(args), args.images, topk=args.topk)
     failed = 0
     for result in results:
         if result.error is not None:

@@ -18,14 +18,18 @@ from tqdm import tqdm
 
 from .. import cpu
 from .._atomic import write_text
+from ..data.transforms import default_preprocess
 from ..models import build_model
 from ..profile import profile
 from ..weights.registry import list_published
+from .executorch import export_pte
 from .export import export_graph, fold_batchnorm
 from .quantize import calibration_batches, quantize
+from .runtime import OnnxModel, load_exported
 from .timing import interleaved, median_p90, round_count, seconds
 
-BACKENDS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "onnxruntime-int8")
+BACKENDS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "onnxruntime-int8", "executorch",
+            "executorch-int8")
 
 
 @dataclass
@@ -50,35 +54,23 @@ def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
     return 2 * size**3 / best
 
 
-def onnx_session(path: Path, threads: int, *, spinning: bool = True):
-    """An onnxruntime CPU session with every graph optimisation and `threads` intra-op threads.
-
-    `spinning=False` stops its threads busy-waiting after each run: right when the network is all there is,
-    wrong when Python pre- and post-processing share the cores between runs (measured: end to end 55 -> 48 ms
-    for a CenterNet at 512 on 2 cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def make_runner(model: torch.nn.Module, backend: str, x: torch.Tensor, work: Path,
                 threads: int) -> Callable[[], object]:
-    """A no-argument callable that runs one inference of `model` on `x` with `backend`."""
+    """A no-argument callable that runs one inference of `model` on `x` with `backend` (ExecuTorch programs take
+    batch 1: a larger batch runs image by image)."""
+    images = x.numpy()
+    calibration = calibration_batches(None, default_preprocess(x.shape[-1]), images=32) \
+        if backend.endswith("-int8") else None
     if backend.startswith("onnxruntime"):
         path = export_graph(model, "onnx", work / "fp32.onnx", resolution=x.shape[-1], dynamic_batch=True)
-        if backend == "onnxruntime-int8":
-            from ..data.transforms import default_preprocess
-
-            path = quantize(path, work / "int8.onnx",
-                            calibration_batches(None, default_preprocess(x.shape[-1]), images=32))
-        session = onnx_session(path, threads)
-        feed = {session.get_inputs()[0].name: x.numpy()}
-        return lambda: session.run(None, feed)
+        if calibration is not None:
+            path = quantize(path, work / "int8.onnx", calibration)
+        session = OnnxModel(path, threads)
+        return lambda: session.run(images)
+    if backend.startswith("executorch"):
+        program = load_exported(export_pte(model, work / f"{backend}.pte", resolution=x.shape[-1],
+                                           calibration=calibration), threads=threads)
+        return lambda: program.run(images)
     folded = fold_batchnorm(model)
     if backend == "channels_last":
         folded, x = folded.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from .._atomic import atomic_path
 
-FORMATS = ("onnx", "torchscript", "pt2")
+FORMATS = ("onnx", "torchscript", "pt2", "executorch")  # export_graph writes the first three; executorch.py the last
 OPSET = 18
 CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_broadcast_channel_scales` adds
 
@@ -143,8 +143,8 @@ def export_graph(model: nn.Module, format: str, output: str | Path, *, resolutio
     `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files;
     `output_names` name the ONNX outputs (default: one output, `logits`).
     """
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if format not in FORMATS[:3]:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS[:3])}")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     folded = fold_batchnorm(model)

@@ -1,7 +1,7 @@
-"""`export`: a model for inference in one call. The graph (batch norm folded) as ONNX, TorchScript or pt2; with
-`int8`, first quantization-aware fine-tuning if asked, then onnxruntime's static quantization calibrated on
-images, and a report of int8 against fp32 (agreement, accuracy with labels, batch-1 latency), so that a slower or
-less faithful int8 model is seen before it ships."""
+"""`export`: a model for inference in one call. The graph (batch norm folded) as ONNX, TorchScript, pt2 or an
+ExecuTorch program; with `int8`, first quantization-aware fine-tuning if asked, then static quantization
+calibrated on images (onnxruntime's, or PT2E's for XNNPACK), and a report of int8 against fp32 (agreement,
+accuracy with labels, batch-1 latency), so that a slower or less faithful int8 model is seen before it ships."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from torch import nn
 
 from .._atomic import writable
 from ..data.transforms import Preprocess, default_preprocess
-from .export import export_graph
+from .executorch import export_pte
+from .export import FORMATS, export_graph
 from .qat import finetune_for_int8
 from .quantize import WeightRange, calibration_batches, choose_weight_range, compare, quantize
+from .runtime import load_exported
 
 
 class ReportImages(NamedTuple):
@@ -56,36 +58,53 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
            preprocess: Preprocess | None = None, calibration: str | Path | None = None,
            report: ReportImages | None = None, qat_loader: Iterable | None = None, qat_epochs: int = 0,
            keep_float: Iterable[str] = (), reduce_range: bool | None = None) -> Exported:
-    """Write `model` (BN folded, eval mode) as `format` ('onnx', 'torchscript', 'pt2') to `output`.
+    """Write `model` (BN folded, eval mode) as `format` to `output`: 'onnx', 'torchscript', 'pt2', or 'executorch'
+    (a `.pte` for batch 1 lowered to XNNPACK, its metadata in `<output>.json`).
 
-    `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files;
-    `output_names` name the ONNX outputs (default: one, `logits`). `int8` (ONNX only): quantized with
-    calibration on `calibration` (a folder of images; default: the built-in shapes) preprocessed as `preprocess`
-    says (default: ImageNet's at `resolution`), compared with fp32 on `report` (default: 64 unlabelled built-in
-    shapes), after `qat_epochs` epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float` and
-    `reduce_range` as in `quantize`.
+    `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata, the TorchScript extra files or the
+    `.pte`'s sidecar; `output_names` name the ONNX outputs (default: one, `logits`). `int8` (onnx: onnxruntime's
+    static quantization; executorch: PT2E with XNNPACK's quantizer): calibrated on `calibration` (a folder of
+    images; default: the built-in shapes) preprocessed as `preprocess` says (default: ImageNet's at
+    `resolution`), compared with fp32 on `report` (default: 64 unlabelled built-in shapes), after `qat_epochs`
+    epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float` and `reduce_range` (onnx only) as in
+    `quantize`.
     """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    pte = format == "executorch"
+    if pte and dynamic_batch:
+        raise ValueError("the executorch format takes batch 1 (what a phone app runs); dynamic_batch is for onnx")
+    if int8 and format not in ("onnx", "executorch"):
+        raise ValueError(f"int8 needs the onnx or executorch format, not {format}")
+    if pte and (tuple(keep_float) or reduce_range is not None):
+        raise ValueError("keep_float and reduce_range are for the onnx format (XNNPACK's int8 is 8-bit throughout)")
     writable(output)
     if not int8:
+        if pte:
+            return Exported(export_pte(model, output, resolution=resolution, metadata=metadata), resolution)
         return Exported(export_graph(model, format, output, resolution=resolution, dynamic_batch=dynamic_batch,
                                      metadata=metadata, output_names=output_names), resolution)
-    if format != "onnx":
-        raise ValueError(f"int8 needs the onnx format, not {format}")
     if qat_epochs < 0 or (qat_epochs and qat_loader is None):
         raise ValueError(f"qat_epochs must be 0 or more, with training data (qat_loader); got {qat_epochs}")
     if preprocess is None or preprocess.image_size != resolution:
         preprocess = default_preprocess(resolution)
-    if qat_epochs:
-        model = finetune_for_int8(model, qat_loader, epochs=qat_epochs, reduce_range=reduce_range)
+    if qat_epochs:  # XNNPACK's int8 weights are on the full 8-bit grid
+        model = finetune_for_int8(model, qat_loader, epochs=qat_epochs, reduce_range=False if pte else reduce_range)
     if report is None:
         images = np.concatenate(list(calibration_batches(None, preprocess, images=64, split="val")))
         report = ReportImages(images, None, "64 built-in validation images (no labels)")
     with tempfile.TemporaryDirectory() as work:
-        fp32 = export_graph(model, "onnx", Path(work) / "fp32.onnx", resolution=resolution,
-                            dynamic_batch=dynamic_batch, metadata=metadata, output_names=output_names)
-        path = quantize(fp32, output, calibration_batches(calibration, preprocess), keep_float=keep_float,
-                        reduce_range=reduce_range)
-        compared = compare(fp32, path, report.images, report.labels)
-    return Exported(path, resolution, Int8Report(choose_weight_range(reduce_range), report.description,
-                                                 compared["agreement"], compared["fp32_ms"], compared["int8_ms"],
+        if pte:
+            fp32 = export_pte(model, Path(work) / "fp32.pte", resolution=resolution)
+            path = export_pte(model, output, resolution=resolution, metadata=metadata,
+                              calibration=calibration_batches(calibration, preprocess))
+        else:
+            fp32 = export_graph(model, "onnx", Path(work) / "fp32.onnx", resolution=resolution,
+                                dynamic_batch=dynamic_batch, metadata=metadata, output_names=output_names)
+            path = quantize(fp32, output, calibration_batches(calibration, preprocess), keep_float=keep_float,
+                            reduce_range=reduce_range)
+        compared = compare(load_exported(fp32), load_exported(path), report.images, report.labels)
+    weights = WeightRange(False, "XNNPACK's int8 kernels") if pte else choose_weight_range(reduce_range)
+    return Exported(path, resolution, Int8Report(weights, report.description, compared["agreement"],
+                                                 compared["fp32_ms"], compared["int8_ms"],
                                                  compared.get("fp32_top1"), compared.get("int8_top1")))

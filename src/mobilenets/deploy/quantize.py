@@ -25,6 +25,7 @@ import numpy as np
 from .. import cpu
 from .._atomic import atomic_path
 from .export import CHANNEL_BROADCAST
+from .runtime import ExportedModel
 from .timing import interleaved, median_p90
 
 log = logging.getLogger(__name__)
@@ -252,26 +253,15 @@ def _readable(files: list[Path], load: Callable) -> Iterator:
             log.warning("calibration: skipped %s", e)
 
 
-def compare(fp32_model: str | Path, int8_model: str | Path, images: np.ndarray, labels: np.ndarray | None = None,
-            *, runs: int = 30) -> dict[str, float]:
+def compare(fp32: ExportedModel, int8: ExportedModel, images: np.ndarray, labels: np.ndarray | None = None, *,
+            runs: int = 30) -> dict[str, float]:
     """int8 against fp32 on the same images: top-1 agreement, accuracy (with labels), batch-1 latency (ms)."""
-    import onnxruntime as ort
-
-    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_model, int8_model)]
-    names = [s.get_inputs()[0].name for s in sessions]
-    single = [s.get_inputs()[0].shape[0] == 1 for s in sessions]
-
-    def predict(i: int) -> np.ndarray:
-        if single[i]:
-            return np.concatenate([sessions[i].run(None, {names[i]: image[None]})[0] for image in images])
-        return sessions[i].run(None, {names[i]: images})[0]
-
-    fp32, int8 = predict(0).argmax(1), predict(1).argmax(1)
+    fp32_top, int8_top = (model.run(images)[0].argmax(1) for model in (fp32, int8))
     one = images[:1]
-    times = interleaved({precision: lambda s=s, n=n: s.run(None, {n: one})
-                         for precision, s, n in zip(("fp32", "int8"), sessions, names, strict=True)}, runs=runs)
+    times = interleaved({"fp32": lambda: fp32.run(one), "int8": lambda: int8.run(one)}, runs=runs)
     latency = {precision: median_p90(chain.from_iterable(per_round))[0] for precision, per_round in times.items()}
-    report = {"agreement": float((fp32 == int8).mean()), "fp32_ms": latency["fp32"], "int8_ms": latency["int8"]}
+    report = {"agreement": float((fp32_top == int8_top).mean()), "fp32_ms": latency["fp32"],
+              "int8_ms": latency["int8"]}
     if labels is not None:
-        report |= {"fp32_top1": float((fp32 == labels).mean()), "int8_top1": float((int8 == labels).mean())}
+        report |= {"fp32_top1": float((fp32_top == labels).mean()), "int8_top1": float((int8_top == labels).mean())}
     return report
