@@ -104,15 +104,17 @@ def _classifier_file(tmp_path: Path, config_text: str | None = None) -> Path:
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ('{"name": "mobilenet_v3_small", "width_mult": 1000, "num_classes": 3}', "does not fit mobilenet_v3_small("
-                                                                             "width_mult=1000"),
+    ('{"name": "mobilenet_v3_small", "width_mult": 1000, "num_classes": 3}', "its config does not describe a "
+                                                                             "model (width_mult must be in (0, 4]"),
+    ('{"name": "mobilenet_v3_small", "width_mult": 2, "num_classes": 3}', "does not fit mobilenet_v3_small("
+                                                                          "width_mult=2"),
     ("{oops", "its mobilenets.config metadata is not valid JSON"),
     ("[1, 2]", "its mobilenets.config metadata is a list, not a JSON object"),
     ('{"width_mult": 0.25}', "its config does not describe a model"),
     ('{"name": "mobilenet_v3_small", "width_mult": 0.25, "num_classes": 3, "wings": 2}', "has no option 'wings'"),
 ])
 def test_malformed_checkpoint_metadata_is_one_line_naming_the_file(tmp_path, config, message):
-    """A config that claims width 1000 must be refused from the tensor shapes, before 4 GB are allocated."""
+    """A config that claims width 2 is refused from the tensor shapes (on the meta device), before memory is spent."""
     import mobilenets
     from mobilenets.weights import WeightsError
 
@@ -230,3 +232,43 @@ def test_file_and_class_names_that_are_not_utf8_are_logged_plotted_and_printed(t
                           env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
     assert len(done.stdout.splitlines()) == 16 and "Traceback" not in done.stderr  # every readable image
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "bad\\udcfe.jpg" in done.stderr
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"width_mult": "a"}, TypeError, "width_mult must be a number, got 'a'"),
+    ({"width_mult": float("inf")}, ValueError, r"width_mult must be in \(0, 4\], got inf"),
+    ({"width_mult": 50}, ValueError, r"width_mult must be in \(0, 4\], got 50"),
+    ({"num_classes": 2.5}, TypeError, "num_classes must be an integer, got 2.5"),
+    ({"dropout": "x"}, ValueError, r"dropout must be None or in \[0, 1\), got 'x'"),
+    ({"minimal": "no"}, TypeError, "minimal must be True or False, got 'no'"),
+])
+def test_model_arguments_of_the_wrong_type_or_size_are_named(options, error, message):
+    import mobilenets
+
+    with pytest.raises(error, match=message):
+        mobilenets.create_model("mobilenet_v3_small", **options)
+
+
+def test_ctrl_c_is_one_line_with_exit_130_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    from mobilenets.cli import main
+    from mobilenets.engine import trainer
+
+    options = ["--model", "mobilenet_v3_small", "--width", "0.25", "--image-size", "32", "--synthetic-train-size",
+               "32", "--synthetic-val-size", "16", "--batch-size", "16", "--epochs", "2", "--workers", "0",
+               "--output", str(tmp_path / "run")]
+    epochs = trainer.train_one_epoch
+
+    def interrupted_in_epoch_2(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return epochs(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    assert main(["train", *options]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "mobilenets: interrupted" and "Traceback" not in err
+    assert "continue with --resume --output " + str(tmp_path / "run") in (tmp_path / "run" / "train.log").read_text()
+    monkeypatch.setattr(trainer, "train_one_epoch", epochs)
+    assert main(["train", *options, "--resume"]) == 0
+    assert "after epoch 1 of 2" in (tmp_path / "run" / "train.log").read_text()
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # the header and both epochs

@@ -206,6 +206,14 @@ CASES: dict[str, Case] = {
     "not a number": Case(_train("--lr", "fast"), "--lr: must be a number > 0, got 'fast'"),
     "unknown model": Case(_train("--model", "resnet50"), "--model: invalid choice: 'resnet50'"),
     "validation fraction 1.5": Case(_train("--val-split", "1.5"), "val_split: must be between 0 and 1, got 1.5"),
+    "seed negative": Case(_train("--seed", "-1"), "seed: must be >= 0, got -1"),
+    "EMA decay 2": Case(_train("--ema", "--ema-decay", "2"), "ema_decay: must be in [0, 1), got 2.0"),
+    "momentum 5": Case(_train("--momentum", "5"), "momentum: must be in [0, 1), got 5.0"),
+    "step schedule every 0 epochs": Case(_train("--schedule", "step", "--step-epochs", "0"),
+                                         "step_epochs: must be > 0, got 0.0"),
+    "recipe value of the wrong type": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml",
+                                                                                         "epochs: two\n"))],
+                                           "{folder}/r.yaml: epochs: invalid value 'two'"),
     "config is a folder": Case(lambda f, r: ["train", "--config", str(f)], "{folder}: a folder, not a YAML recipe"),
     "config not YAML": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "a: [1, 2"))], "r.yaml"),
     "config unknown key": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "wings: 2\n"))],
@@ -227,6 +235,10 @@ CASES: dict[str, Case] = {
                                          "{folder}/data/train/b: no readable images (2 files skipped: im0.png "
                                          "[60x40 = 2,400 pixels, over the limit of 2,000"),
     # checkpoints: a line naming the file, never code run from a pickle
+    "checkpoint is a folder": Case(lambda f, r: ["eval", "--checkpoint", str(f)], "{folder}: a folder, not a file"),
+    "predict with a folder as checkpoint": Case(lambda f, r: ["predict", "--checkpoint", str(f / "in"),
+                                                              str(_images(f / "in", 1))],
+                                                "{folder}/in: a folder, not a weights file"),
     "checkpoint missing": Case(lambda f, r: ["eval", "--checkpoint", str(f / "none.safetensors")],
                                "{folder}/none.safetensors"),
     "checkpoint not weights": Case(lambda f, r: ["eval", "--checkpoint", str(_text(f / "m.safetensors", "hi"))],
@@ -240,7 +252,11 @@ CASES: dict[str, Case] = {
     "config metadata no name": Case(_metadata('{"width_mult": 0.25}'), "bad.safetensors: its config does not "
                                                                         "describe a model"),
     "config metadata width 1000": Case(_metadata('{"name": "mobilenet_v3_small", "width_mult": 1000, '
-                                                 '"num_classes": 3}'), "does not fit mobilenet_v3_small"),
+                                                 '"num_classes": 3}'), "bad.safetensors: its config does not "
+                                                                       "describe a model (width_mult must be in"),
+    "config metadata width 2": Case(_metadata('{"name": "mobilenet_v3_small", "width_mult": 2, "num_classes": 3}'),
+                                    "bad.safetensors (mobilenets layout) does not fit mobilenet_v3_small("
+                                    "width_mult=2"),
     "preprocessing incomplete": Case(_metadata(preprocess={"image_size": 32}), "bad.safetensors: invalid "
                                                                                "preprocessing {'image_size': 32}"),
     "preprocessing not numbers": Case(_metadata(preprocess={"image_size": "big", "resize": 36, "mean": [0, 0, 0],
@@ -273,6 +289,14 @@ CASES: dict[str, Case] = {
                                     "annotations.json: category id '1' is not an integer"),
     "COCO repeated image id": Case(_coco_eval(lambda c: c["images"].append(dict(c["images"][0]))),
                                    "annotations.json: image id 1 appears more than once"),
+    "COCO width as text": Case(_coco_eval(lambda c: c["images"][0].update(width="64")),
+                               "annotations.json: image 1: width and height must be positive integers, got '64' x 48"),
+    "COCO bbox not a number": Case(_coco_eval(lambda c: c["annotations"][0].update(bbox=[1, 2, float("nan"), 4])),
+                                   "annotations.json: annotation 1: bbox must be [x, y, width, height], got [1, 2, "
+                                   "nan, 4]"),
+    "COCO file outside the images": Case(_coco_eval(lambda c: c["images"][0].update(file_name="../secret.png")),
+                                         "annotations.json: image 1: file_name '../secret.png' points outside the "
+                                         "image folder"),
     "COCO bbox of three": Case(_coco_eval(lambda c: c["annotations"][0].update(bbox=[1, 2, 3])),
                                "annotations.json: annotation 1: bbox must be [x, y, width, height]"),
     "COCO unknown category": Case(_coco_eval(lambda c: c["annotations"][0].update(category_id=9)),
@@ -317,6 +341,22 @@ CASES: dict[str, Case] = {
                                               str(_images(f / "in", 1))], "{folder}/m.pte: not an ExecuTorch program"),
     "executorch with a dynamic batch": Case(_export("--format", "executorch", "--dynamic-batch"),
                                             "--dynamic-batch is not for --format executorch"),
+    "export width 50": Case(lambda f, r: ["export", "mobilenet_v2", "--width", "50", "--format", "onnx", "--output",
+                                          str(f / "m.onnx")], "--width: must be a number in (0, 4], got '50'"),
+    "profile width 50": Case(lambda f, r: ["profile", "mobilenet_v2", "--width", "50"],
+                             "--width: must be a number in (0, 4], got '50'"),
+    "profile resolution 100000": Case(lambda f, r: ["profile", "mobilenet_v2", "--resolution", "100000"],
+                                      "--resolution: must be an integer from 32 to 4096, got '100000'"),
+    "bench batch 100000": Case(lambda f, r: ["bench", "--models", "mobilenet_v3_small", "--batch", "100000"],
+                               "--batch: must be an integer from 1 to 1024, got '100000'"),
+    "bench threads 100000": Case(lambda f, r: ["bench", "--models", "mobilenet_v3_small", "--threads", "100000"],
+                                 "--threads: must be an integer from 1 to"),
+    "bench without models": Case(lambda f, r: ["bench", "--models", ","], "--models: no model given"),
+    "bench model twice": Case(lambda f, r: ["bench", "--models", "mobilenet_v3_small,mobilenet_v3_small"],
+                              "--models: model 'mobilenet_v3_small' given twice"),
+    "detect threshold 2": Case(lambda f, r: ["detect", "predict", "--checkpoint", str(r.detector_file()),
+                                             str(_images(f / "in", 1)), "--threshold", "2"],
+                               "--threshold: must be a number in [0, 1], got '2'"),
     "bench unknown backend": Case(lambda f, r: ["bench", "--backends", "eager,warp"], "warp"),
 }
 

@@ -123,7 +123,7 @@ def test_initialisation_matches_reference():
 
 @pytest.mark.parametrize(("call", "error", "match"), [
     (lambda: mobilenets.create_model("mobilenet_v4"), ValueError, "unknown model 'mobilenet_v4'"),
-    (lambda: mobilenets.create_model("mobilenet_v2", width_mult=0), ValueError, "width_mult must be > 0"),
+    (lambda: mobilenets.create_model("mobilenet_v2", width_mult=0), ValueError, r"width_mult must be in \(0, 4\]"),
     (lambda: mobilenets.create_model("mobilenet_v2", minimal=True), TypeError, "has no option 'minimal'"),
     (lambda: mobilenets.create_model("mobilenet_v1", act_layer="gelu3"), ValueError, "unknown activation"),
 ])

@@ -105,30 +105,55 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
 def make_options(kind: type[Options], recipe: str | Path | None = None, **overrides: Any) -> Options:
     """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked by `problems()`."""
     fields = {f.name: f for f in dataclasses.fields(kind)}
-    values = load_recipe(recipe, kind) if recipe else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if unknown := sorted(set(values) - set(fields)):
+    from_recipe = load_recipe(recipe, kind) if recipe else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if unknown := sorted(set(given) - set(fields)):
         raise ConfigError(f"unknown option {unknown[0]!r}")
-    options = kind(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    try:
+        coerced = {k: _coerce(fields[k], v) for k, v in from_recipe.items() if k not in given}
+    except ConfigError as e:
+        raise ConfigError(f"{recipe}: {e}") from None
+    options = kind(**coerced, **{k: _coerce(fields[k], v) for k, v in given.items()})
     if problems := options.problems():
         raise ConfigError(problems[0])
     return options
 
 
-def integer_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= `minimum`."""
+def integer_at_least(minimum: int, at_most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum` (and <= `at_most`, if given)."""
+    wanted = f"an integer >= {minimum}" if at_most is None else f"an integer from {minimum} to {at_most}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        if value < minimum or (at_most is not None and value > at_most):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
         return value
     return parse
 
 
-positive_int, count, resolution = integer_at_least(1), integer_at_least(0), integer_at_least(32)  # 32: total stride
+MAX_RESOLUTION = 4096  # an input size beyond this is a typo, and its activations would not fit in memory
+positive_int, count = integer_at_least(1), integer_at_least(0)
+resolution = integer_at_least(32, MAX_RESOLUTION)  # 32: the networks' total stride
+
+
+def number_in(low: float, high: float, *, low_open: bool = True, high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number in the interval from `low` to `high` (open or closed at each end)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text!r}")
+        return value
+    return parse
 
 
 def positive_float(text: str) -> float:

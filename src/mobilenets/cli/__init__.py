@@ -18,8 +18,8 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..engine import TrainingError
 from ..extras import MissingExtra
-from ..models import MobileNet, architecture_options, build_model, list_models
-from ..recipes import add_options, count, options_given, positive_float
+from ..models import MAX_WIDTH, MobileNet, architecture_options, build_model, list_models
+from ..recipes import add_options, count, number_in, options_given
 
 COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect")
 
@@ -45,7 +45,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool 
     """NAME, --width, --num-classes and the model options, as every command that builds a network takes them."""
     parser.add_argument("name", metavar="NAME", choices=list_models(), nargs=None if name_required else "?",
                         help=f"one of {', '.join(list_models())}")
-    parser.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="width multiplier α (1.0)")
+    parser.add_argument("--width", type=number_in(0, MAX_WIDTH), default=1.0, metavar="W",
+                        help="width multiplier α (1.0)")
     parser.add_argument("--num-classes", type=count, default=1000, metavar="K", help="classes (1000; 0: no classifier)")
     options = parser.add_argument_group("model options (only those of the chosen model are accepted)")
     for name, (default, summary, models) in architecture_options().items():
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:  # valid input, but the work failed (e.g. training diverged)
         print(f"mobilenets: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic writes); say so in a line
+        print("mobilenets: interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:  # the file system refused (a full disk, a permission); a line, not a traceback
         print(f"mobilenets: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
               file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from ..cpu import describe
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..extras import MissingExtra
 from ..models import list_models
-from ..recipes import positive_int, resolution
+from ..recipes import integer_at_least, positive_int, resolution
 from . import CommandError
+
+MAX_BATCH = 1024  # an input batch beyond this is a typo: 1024 x 3 x 224 x 224 floats are already 600 MB
 
 
 def _names(allowed: tuple[str, ...] | list[str], what: str):
@@ -20,12 +23,29 @@ def _names(allowed: tuple[str, ...] | list[str], what: str):
         names = [n.strip() for n in text.split(",") if n.strip()]
         if unknown := [n for n in names if n not in allowed]:
             raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0]!r}; choose from {', '.join(allowed)}")
-        return names
+        return _distinct(names, what)
     return parse
 
 
+def _distinct(values: list, what: str) -> list:
+    if not values:
+        raise argparse.ArgumentTypeError(f"no {what} given")
+    if len(set(values)) < len(values):
+        twice = next(v for v in values if values.count(v) > 1)
+        raise argparse.ArgumentTypeError(f"{what} {twice!r} given twice")
+    return values
+
+
+_batch_size = integer_at_least(1, MAX_BATCH)
+
+
 def _batches(text: str) -> list[int]:
-    return [positive_int(n) for n in text.split(",")]
+    return _distinct([_batch_size(n) for n in text.split(",")], "batch size")
+
+
+def _threads(text: str) -> int:
+    cores = os.cpu_count() or 1
+    return integer_at_least(1, 4 * cores)(text)  # oversubscription is worth measuring; a typo is not
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"any of {', '.join(BACKENDS)}")
     p.add_argument("--batch", type=_batches, default=[1], metavar="N,N")
     p.add_argument("--resolution", type=resolution, default=224, metavar="R")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: PyTorch's)")
+    p.add_argument("--threads", type=_threads, metavar="N", help="CPU threads (default: PyTorch's)")
     p.add_argument("--runs", type=positive_int, default=30, metavar="N", help="timed runs per measurement")
     p.add_argument("--rounds", type=positive_int, default=5, metavar="N",
                    help="interleaved rounds the runs are split into (backends take turns in each)")

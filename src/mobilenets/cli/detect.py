@@ -13,7 +13,7 @@ from ..detection.config import DetectConfig, make_detect_config
 from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
 from ..detection.task import train_detector
-from ..recipes import positive_int
+from ..recipes import number_in, positive_int
 from . import CommandError, add_training_command
 
 
@@ -83,7 +83,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                         "one-line error and exit status 1; the others are still predicted.")
     p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--threshold", type=float, default=0.3, metavar="S", help="lowest score kept (0.3)")
+    p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=0.3, metavar="S",
+                   help="lowest score kept, in [0, 1] (0.3)")
     p.add_argument("--output", default="runs/detect-predict", metavar="DIR")
     p.set_defaults(run=_predict)
 

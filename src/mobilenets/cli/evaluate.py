@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, draw confusion.png, print a report or one JSON object."""
     checkpoint = Path(model_source(args))
     if not checkpoint.is_file():
-        raise CommandError(f"{checkpoint}: no such file")
+        raise CommandError(f"{checkpoint}: {'a folder, not a file' if checkpoint.is_dir() else 'no such file'}")
     png = Path(args.output or checkpoint.parent) / "confusion.png"
     writable(png)
     report = evaluate(checkpoint, args.data, batch_size=args.batch_size, workers=args.workers,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,14 @@ def _read_json(path: Path) -> dict[str, Any]:
                         f"{', '.join(_REQUIRED_KEYS)})")
     _check_entries(path, "category", data["categories"], ("id", "name"))
     _check_entries(path, "image", data["images"], _IMAGE_FIELDS)
+    for image in data["images"]:
+        name = Path(str(image["file_name"]))
+        if name.is_absolute() or ".." in name.parts:
+            raise DataError(f"{path}: image {image['id']}: file_name {str(name)!r} points outside the image folder")
+        if not all(isinstance(image[k], int) and not isinstance(image[k], bool) and image[k] > 0
+                   for k in ("width", "height")):
+            raise DataError(f"{path}: image {image['id']}: width and height must be positive integers, got "
+                            f"{image['width']!r} x {image['height']!r}")
     return data
 
 
@@ -152,7 +161,8 @@ def _require_fields(path: Path, kind: str, position: int, entry: Any, fields: tu
 
 def _clip(bbox: Any, size: tuple[float, float], where: str) -> list[float]:
     """COCO [x, y, w, h] clipped to the image [0, width] x [0, height], still as [x, y, w, h]."""
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):
         raise DataError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
     width, height = size
     x0, y0 = min(max(bbox[0], 0), width), min(max(bbox[1], 0), height)

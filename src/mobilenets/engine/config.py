@@ -8,8 +8,16 @@ from typing import Any
 
 import torch
 
-from ..models import list_models
-from ..recipes import count, option, options_dict, positive_float, positive_int, range_problems
+from ..models import MAX_WIDTH, list_models
+from ..recipes import (
+    MAX_RESOLUTION,
+    count,
+    option,
+    options_dict,
+    positive_float,
+    positive_int,
+    range_problems,
+)
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 SCHEDULES = ("cosine", "step")
@@ -51,16 +59,17 @@ class TrainingOptions:
 
     def problems(self) -> list[str]:
         """One line per invalid option."""
-        return range_problems(
-            positive={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr},
+        problems = range_problems(
+            positive={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                      "step_epochs": self.step_epochs, "gamma": self.gamma, "rmsprop_eps": self.rmsprop_eps},
             nonnegative={"warmup_epochs": self.warmup_epochs, "weight_decay": self.weight_decay,
-                         "workers": self.workers or 0},
-            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)}) + \
-            device_problems(self.device)
+                         "workers": self.workers or 0, "seed": self.seed},
+            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)})
+        problems += [f"{k}: must be in [0, 1), got {v}" for k, v in (("momentum", self.momentum),
+                     ("rmsprop_alpha", self.rmsprop_alpha), ("ema_decay", self.ema_decay)) if not 0 <= v < 1]
+        return problems + device_problems(self.device)
 
 
-MAX_WIDTH = 4.0  # the papers go to 1.4; beyond 4 a network outgrows a phone and, soon, memory
-MAX_IMAGE_SIZE = 4096
 
 
 def network_problems(option: str, name: str, width: float, image_size: int) -> list[str]:
@@ -69,8 +78,8 @@ def network_problems(option: str, name: str, width: float, image_size: int) -> l
     problems = [] if name in list_models() else [f"{option}: unknown {name!r}; choose from {', '.join(list_models())}"]
     if not 0 < width <= MAX_WIDTH:
         problems.append(f"width: must be in (0, {MAX_WIDTH:g}], got {width}")
-    if not 32 <= image_size <= MAX_IMAGE_SIZE:
-        problems.append(f"image_size: must be between 32 and {MAX_IMAGE_SIZE}, got {image_size}")
+    if not 32 <= image_size <= MAX_RESOLUTION:
+        problems.append(f"image_size: must be between 32 and {MAX_RESOLUTION}, got {image_size}")
     return problems
 
 

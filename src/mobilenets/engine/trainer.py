@@ -70,6 +70,11 @@ def fit(task: Task, config: TrainingOptions, *, progress: bool = True) -> TrainR
                 handler = start_logging(log, out, job.is_main)
                 try:
                     return _fit(task, config, state, device, job, asked, progress and job.is_main)
+                except KeyboardInterrupt:
+                    if job.is_main and state_path.is_file():
+                        log.warning("interrupted: %s holds the last finished epoch; continue with --resume "
+                                    "--output %s", state_path, out)
+                    raise
                 finally:
                     if handler is not None:
                         log.removeHandler(handler)

@@ -65,22 +65,42 @@ def _norm_factory(norm_layer: str | ModuleFactory, eps: float, momentum: float) 
     return norm_layer
 
 
+MAX_WIDTH = 4.0  # the papers go to 1.4; beyond 4 a network outgrows a phone and, soon, memory
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require_sizes(width_mult: Any, num_classes: Any, dropout: Any) -> None:
+    """ValueError (TypeError for a wrong type) naming the argument that is out of range."""
+    if not _real(width_mult):
+        raise TypeError(f"width_mult must be a number, got {width_mult!r}")
+    if not 0 < width_mult <= MAX_WIDTH:
+        raise ValueError(f"width_mult must be in (0, {MAX_WIDTH:g}], got {width_mult}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    if dropout is not None and not (_real(dropout) and 0 <= dropout < 1):
+        raise ValueError(f"dropout must be None or in [0, 1), got {dropout!r}")
+
+
 def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
                 **options: Any) -> MobileNet:
     """Build a randomly initialised zoo network; the options are `create_model`'s (mobilenets.factory), which
     also loads weights."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
-    if not width_mult > 0:
-        raise ValueError(f"width_mult must be > 0, got {width_mult}")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    _require_sizes(width_mult, num_classes, dropout)
     arch, own_options = _MODELS[name]
     unknown = sorted(set(options) - set(own_options) - set(_COMMON_OPTIONS))
     if unknown:
         allowed = sorted(set(own_options) | set(_COMMON_OPTIONS))
         raise TypeError(f"{name} has no option {unknown[0]!r}; its options are {', '.join(allowed)}")
-    flags = {k: bool(options.get(k, default)) for k, (default, _) in own_options.items()}
+    if wrong := [k for k in (*own_options, "tf_padding") if not isinstance(options.get(k, False), bool)]:
+        raise TypeError(f"{wrong[0]} must be True or False, got {options[wrong[0]]!r}")
+    flags = {k: options.get(k, default) for k, (default, _) in own_options.items()}
     for flag, (default, transform) in own_options.items():
         if flags[flag] != default:
             arch = transform(arch)

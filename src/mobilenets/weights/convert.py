@@ -110,6 +110,8 @@ def read_weights(path: str | Path) -> Checkpoint:
     """Read a weights file (.safetensors, or .pth/.pt with weights_only=True, a run's last.pt included) and detect
     its layout."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a weights file")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     metadata: dict[str, str] = {}
