@@ -26,6 +26,19 @@ def test_benchmark_measures_each_combination_and_writes_reports(tmp_path):
     files = write_reports(results, tmp_path, "test")
     assert {p.name for p in files} == {"bench.csv", "bench.md", "pareto.png"}
     assert len((tmp_path / "bench.csv").read_text().splitlines()) == 1 + len(results)
+    fastest = [line for line in (tmp_path / "bench.md").read_text().splitlines() if "fastest here" in line]
+    for batch, line in zip((1, 2), fastest, strict=True):
+        best = min((r for r in results if r.batch == batch), key=lambda r: r.median_ms)
+        assert line.startswith(f"- mobilenet_v3_small, batch {batch}: fastest here {best.backend} (")
+
+
+def test_executorch_backends_take_their_turn(tmp_path):
+    pytest.importorskip("executorch")
+    results = benchmark(["mobilenet_v3_small"], ["eager", "executorch"], [1, 2], resolution=64, runs=2,
+                        progress=False)
+    assert [(r.backend, r.batch) for r in results] == [("eager", 1), ("eager", 2), ("executorch", 1),
+                                                        ("executorch", 2)]
+    assert all(0 < r.median_ms <= r.p90_ms for r in results)
 
 
 def test_time_call_orders_median_and_p90():

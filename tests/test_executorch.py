@@ -101,3 +101,23 @@ def test_int8_export_of_a_checkpoint_reports_against_fp32(tmp_path, capsys, clas
     assert "wrote " + str(tmp_path / "int8.pte") + " (executorch, int8, 32x32, batch 1)" in out
     assert main(["eval", "--model", str(tmp_path / "int8.pte"), "--json", "--output", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 40
+
+
+def test_a_detector_exports_to_a_program_with_pytorchs_outputs(tmp_path, capsys, detector_run):
+    """Its neck's nearest upsampling runs on XNNPACK as the transposed convolution it equals."""
+    from mobilenets.detection.checkpoint import load_detector
+
+    checkpoint = detector_run[0] / "best.safetensors"
+    detector = load_detector(checkpoint)
+    size = detector.image_size
+    path = tmp_path / "detector.pte"
+    assert main(["detect", "export", "--checkpoint", str(checkpoint), "--format", "executorch", "--output",
+                 str(path)]) == 0
+    assert f"wrote {path} (executorch, {size}x{size}" in capsys.readouterr().out
+    program = load_exported(path)
+    assert program.metadata["classes"] == detector.classes
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = [t.numpy() for t in detector.model(images)]
+    for ours, theirs in zip(program.run(images.numpy()), expected, strict=True):
+        assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1e-4

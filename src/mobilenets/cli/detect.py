@@ -10,6 +10,7 @@ from pathlib import Path
 from .._atomic import writable, write_text
 from ..detection.checkpoint import load_detector
 from ..detection.config import DetectConfig, make_detect_config
+from ..detection.export import FORMATS as DETECTOR_FORMATS
 from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
 from ..detection.task import train_detector
@@ -108,18 +109,33 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("export", help="export a trained detector to ONNX (decoding: mobilenets.detection.decode)",
-                            description="ONNX with batch norm folded; outputs heatmap (logits), size and offset at "
-                                        "stride 4. Decode them with mobilenets.detection.decode and map the boxes "
-                                        "back with boxes_to_original (the letterbox in the metadata).")
+    p = commands.add_parser("export", help="export a trained detector to ONNX or ExecuTorch (decoding: "
+                                           "mobilenets.detection.decode)",
+                            description="ONNX, or an ExecuTorch program for phones (--format executorch: batch 1, "
+                                        "every operator on XNNPACK, metadata in <output>.json), with batch norm "
+                                        "folded; outputs heatmap (logits), size and offset at stride 4. Decode them "
+                                        "with mobilenets.detection.decode and map the boxes back with "
+                                        "boxes_to_original (the letterbox in the metadata).")
     p.add_argument("--checkpoint", required=True, metavar="C")
+    p.add_argument("--format", choices=DETECTOR_FORMATS, default="onnx", help="onnx (default) or executorch")
+    p.add_argument("--int8", action="store_true", help="executorch: int8 (PT2E with XNNPACK's quantizer)")
+    p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: the built-in set)")
     p.add_argument("--output", required=True, metavar="PATH")
-    p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size at run time")
     p.set_defaults(run=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.int8 and args.format != "executorch":
+        raise CommandError("--int8 needs --format executorch")
+    if args.calibration and not args.int8:
+        raise CommandError("--calibration needs --int8")
+    if args.dynamic_batch and args.format == "executorch":
+        raise CommandError("--dynamic-batch is not for --format executorch (batch 1)")
+    writable(args.output)
     detector = load_detector(args.checkpoint)
-    path = export_detector(detector, args.output, dynamic_batch=args.dynamic_batch)
-    print(f"wrote {path} (onnx, {detector.image_size}x{detector.image_size}, outputs heatmap, size, offset)")
+    path = export_detector(detector, args.output, format=args.format, dynamic_batch=args.dynamic_batch,
+                           int8=args.int8, calibration=args.calibration)
+    print(f"wrote {path} ({args.format}{', int8' if args.int8 else ''}, {detector.image_size}x"
+          f"{detector.image_size}, outputs heatmap, size, offset)")
     return 0

@@ -136,11 +136,23 @@ def write_reports(results: list[Measurement], out: Path, title: str) -> list[Pat
           "|---|---|---:|---:|---:|---:|---:|"]
     md += [f"| {r.model} | {r.backend} | {r.batch} | {r.median_ms:.2f} | {r.p90_ms:.2f} | {r.limit_ms:.2f} | "
            f"{r.limit_ms / r.median_ms:.2f} |" for r in results]
+    md += ["", *_fastest(results)]
     write_text(out / "bench.md", "\n".join(md) + "\n")
     written = [out / "bench.csv", out / "bench.md"]
     if _pareto(results, out / "pareto.png"):
         written.append(out / "pareto.png")
     return written
+
+
+def _fastest(results: list[Measurement]) -> list[str]:
+    """One line per model and batch: the backend to ship on this CPU, and how much faster it is than the next."""
+    lines = []
+    for key in dict.fromkeys((r.model, r.batch) for r in results):
+        ranked = sorted((r for r in results if (r.model, r.batch) == key), key=lambda r: r.median_ms)
+        if len(ranked) > 1:
+            lines.append(f"- {key[0]}, batch {key[1]}: fastest here {ranked[0].backend} ({ranked[0].median_ms:.2f} "
+                         f"ms, {ranked[0].median_ms / ranked[1].median_ms:.2f}x {ranked[1].backend})")
+    return lines
 
 
 def _pareto(results: list[Measurement], path: Path) -> bool:

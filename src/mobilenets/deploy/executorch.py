@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from .._atomic import atomic_path, write_text
 from ..extras import require
+from ..models.layers import NearestUpsample2x
 from .export import fold_batchnorm
 from .runtime import import_executorch_quietly, sidecar_path
 
@@ -37,12 +38,15 @@ class _DelegableHardsigmoid(nn.Module):
 
 
 def _for_xnnpack(model: nn.Module) -> nn.Module:
-    """A batch-norm-folded eval copy of `model` whose every operator XNNPACK takes."""
+    """A batch-norm-folded eval copy of `model` whose every operator XNNPACK takes: hard-sigmoid with float
+    constants, nearest upsampling as the transposed convolution it equals (XNNPACK has no nearest resize)."""
     folded = fold_batchnorm(model)
-    for parent in folded.modules():
+    for parent in list(folded.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Hardsigmoid):
                 setattr(parent, name, _DelegableHardsigmoid())
+            elif isinstance(child, NearestUpsample2x):
+                setattr(parent, name, child.as_convolution())
     return folded
 
 

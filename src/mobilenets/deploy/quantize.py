@@ -210,16 +210,21 @@ def _add_metadata(target: Path, metadata: dict[str, str]) -> None:
 
 
 def calibration_batches(source: str | Path | None, preprocess, *, images: int = 256, batch_size: int = 16,
-                        split: str = "train") -> Iterator[np.ndarray]:
-    """Preprocessed NCHW batches: from an image folder (any depth), or a split of the built-in shapes."""
+                        split: str = "train", transform: Callable | None = None,
+                        builtin: Callable[[str, int], Iterable] | None = None) -> Iterator[np.ndarray]:
+    """Preprocessed NCHW batches: from an image folder (any depth), or a split of the built-in shapes. Another
+    task's input protocol comes as `transform` (PIL image -> CHW tensor, instead of `preprocess`'s) and
+    `builtin(split, count)` (its own built-in images)."""
     import torch
 
     from ..data.folder import image_files, load_rgb
     from ..data.synthetic import SyntheticShapes
     from ..data.transforms import eval_transform
 
-    transform = eval_transform(preprocess)
-    if source is None:
+    transform = transform or eval_transform(preprocess)
+    if source is None and builtin is not None:
+        items = iter(builtin(split, images))
+    elif source is None:
         shapes = SyntheticShapes(split, size=preprocess.image_size, length=images)
         items = (shapes[i][0] for i in range(len(shapes)))
     else:

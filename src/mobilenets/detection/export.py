@@ -1,23 +1,51 @@
-"""A trained detector as ONNX: the network (batch norm folded) with its three stride-4 outputs; decoding stays a
-documented post-processing step (`decode`, then `boxes_to_original`), as it is cheap and easy to change."""
+"""A trained detector as ONNX or an ExecuTorch program: the network (batch norm folded) with its three stride-4
+outputs; decoding stays a documented post-processing step (`decode`, then `boxes_to_original`), as it is cheap and
+easy to change."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+from PIL import Image
+
+from ..deploy.executorch import export_pte
 from ..deploy.export import export_graph
+from ..deploy.quantize import calibration_batches
 from .checkpoint import Detector
+from .synthetic import SyntheticDetection
+from .transforms import letterbox, normalise
 
 OUTPUT_NAMES = ["heatmap", "size", "offset"]
+FORMATS = ("onnx", "executorch")
 
 
-def export_detector(detector: Detector, output: str | Path, *, dynamic_batch: bool = False) -> Path:
-    """Write the detector as ONNX at its training input size, with class names, category ids and the input
-    protocol (letterbox to image_size, ImageNet mean/std) in the metadata."""
+def _builtin_images(size: int):
+    def images(split: str, count: int) -> Iterator[Image.Image]:
+        data = SyntheticDetection(split, size=size, length=count)
+        return (data[i][0] for i in range(len(data)))
+    return images
+
+
+def export_detector(detector: Detector, output: str | Path, *, format: str = "onnx", dynamic_batch: bool = False,
+                    int8: bool = False, calibration: str | Path | None = None) -> Path:
+    """Write the detector at its training input size as ONNX or an ExecuTorch program (`.pte` for batch 1 on
+    XNNPACK; `int8` calibrated on `calibration`, a folder of images, default the built-in set), with class names,
+    category ids and the input protocol (letterbox to image_size, ImageNet mean/std) in the metadata."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if int8 and format != "executorch":
+        raise ValueError("int8 detectors are exported with the executorch format")
     metadata = {"classes": detector.classes, "category_ids": detector.category_ids,
                 "image_size": detector.image_size, "model": detector.model.config,
                 "preprocess": "letterbox: longer side to image_size, pad right/bottom with the ImageNet mean; "
                               "normalise with ImageNet mean and std",
                 "outputs": "heatmap logits [B,K,h,w], size (w,h) and offset (x,y) [B,2,h,w] at stride 4"}
-    return export_graph(detector.model, "onnx", output, resolution=detector.image_size, dynamic_batch=dynamic_batch,
-                  metadata=metadata, output_names=OUTPUT_NAMES)
+    if format == "onnx":
+        return export_graph(detector.model, "onnx", output, resolution=detector.image_size,
+                            dynamic_batch=dynamic_batch, metadata=metadata, output_names=OUTPUT_NAMES)
+    size = detector.image_size
+    batches = calibration_batches(calibration, None, images=64, batch_size=8,
+                                  transform=lambda image: normalise(letterbox(image, size)[0]),
+                                  builtin=_builtin_images(size)) if int8 else None
+    return export_pte(detector.model, output, resolution=size, metadata=metadata, calibration=batches)

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..models import MobileNet, build_model
 from ..models.blocks import ClassifierHead
-from ..models.layers import ConvNormAct
+from ..models.layers import ConvNormAct, NearestUpsample2x
 from ..models.mobilenet import init_weights
 
 DETECTORS = ("centernet",)
@@ -34,11 +34,12 @@ class TopDownMerge(nn.Module):
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__()
         self.lateral = ConvNormAct(in_channels, channels, 1, activation_layer=None)
+        self.upsample = NearestUpsample2x(channels)
         self.smooth = nn.Sequential(ConvNormAct(channels, channels, 3, groups=channels),
                                     ConvNormAct(channels, channels, 1))
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.smooth(F.interpolate(coarse, scale_factor=2.0, mode="nearest") + self.lateral(skip))
+        return self.smooth(self.upsample(coarse) + self.lateral(skip))
 
 
 class FeaturePyramid(nn.Module):

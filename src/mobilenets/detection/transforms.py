@@ -65,7 +65,7 @@ def boxes_to_original(boxes: torch.Tensor, info: LetterboxInfo) -> torch.Tensor:
     return torch.minimum((boxes - pad) / scale, limits).clamp(min=0)
 
 
-def _normalise(image: torch.Tensor) -> torch.Tensor:
+def normalise(image: torch.Tensor) -> torch.Tensor:
     """uint8 [3, H, W] (plain or tv_tensors) -> float, ImageNet mean and std, as a plain tensor."""
     image = F.to_dtype(image.as_subclass(torch.Tensor), torch.float32, scale=True)
     return F.normalize(image, list(IMAGENET_MEAN), list(IMAGENET_STD))
@@ -79,7 +79,7 @@ class _Eval:
 
     def __call__(self, image: Image.Image | torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
         pixels, info = letterbox(image, self.size)
-        return _normalise(pixels), {**target, "boxes": boxes_to_input(target["boxes"], info), "letterbox": info}
+        return normalise(pixels), {**target, "boxes": boxes_to_input(target["boxes"], info), "letterbox": info}
 
 
 class _Train:
@@ -105,7 +105,7 @@ class _Train:
         height, width = F.get_size(image)
         boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(height, width))
         pixels, out = self.steps(image, {**target, "boxes": boxes})
-        return _normalise(pixels), {**out, "boxes": out["boxes"].as_subclass(torch.Tensor)}
+        return normalise(pixels), {**out, "boxes": out["boxes"].as_subclass(torch.Tensor)}
 
 
 def train_transform(size: int, *, flip: bool = True, scale: tuple[float, float] = (0.6, 1.3),
