@@ -57,12 +57,20 @@ class OnnxModel(ExportedModel):
         meta = self.session.get_modelmeta().custom_metadata_map
         model_input = self.session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) else None for d in model_input.shape)
-        super().__init__(path, shape, {k.removeprefix(METADATA_PREFIX): json.loads(v) for k, v in meta.items()
+        super().__init__(path, shape, {k.removeprefix(METADATA_PREFIX): _json_or_text(v) for k, v in meta.items()
                                        if k.startswith(METADATA_PREFIX)})
         self._input = model_input.name
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self._input: batch})
+
+
+def _json_or_text(value: str) -> Any:
+    """An ONNX metadata value: JSON as our exports write it, or plain text (e.g. the int8 weights' range)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 class PteModel(ExportedModel):
@@ -75,7 +83,9 @@ class PteModel(ExportedModel):
         from executorch.runtime import Runtime
 
         self._torch = torch
-        if path.read_bytes()[4:6] != PTE_MAGIC:
+        with open(path, "rb") as file:
+            header = file.read(8)
+        if header[4:6] != PTE_MAGIC:
             raise ValueError(f"{path}: not an ExecuTorch program (.pte)")
         try:
             with _native_stderr_silenced():  # the runtime logs its CPU probing and thread pool on stderr
