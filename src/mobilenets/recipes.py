@@ -49,12 +49,16 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
 
 
 def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
-                   choices: dict[str, tuple[Any, Sequence[str]]]) -> list[str]:
-    """One line per option out of range: not > 0, negative, or not one of its allowed values."""
+                   choices: dict[str, tuple[Any, Sequence[str]]],
+                   fractions: dict[str, float | None] | None = None) -> list[str]:
+    """One line per option out of range: not > 0, negative, not one of its allowed values, or (a probability,
+    a decay, None when not set) outside [0, 1)."""
     problems = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if not v > 0 or v == math.inf]
     problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if not 0 <= v < math.inf]
-    return problems + [f"{k}: {v!r} is not one of {', '.join(allowed)}" for k, (v, allowed) in choices.items()
-                       if v is not None and v not in allowed]
+    problems += [f"{k}: {v!r} is not one of {', '.join(allowed)}" for k, (v, allowed) in choices.items()
+                 if v is not None and v not in allowed]
+    return problems + [f"{k}: must be in [0, 1), got {v}" for k, v in (fractions or {}).items()
+                       if v is not None and not 0 <= v < 1]
 
 
 def path_problems(*, folders: dict[str, str | None] | None = None, files: dict[str, str | None] | None = None

@@ -48,10 +48,9 @@ class TrainConfig(TrainingOptions):
                       "synthetic_val_size": self.synthetic_val_size},
             nonnegative={"label_smoothing": self.label_smoothing, "color_jitter": self.color_jitter,
                          "random_erasing": self.random_erasing},
-            choices={"auto_augment": (self.auto_augment, AUTO_AUGMENT)})
-        problems += [f"{k}: must be in [0, 1), got {v}" for k, v in (("dropout", self.dropout),
-                     ("label_smoothing", self.label_smoothing), ("random_erasing", self.random_erasing))
-                     if v is not None and not 0 <= v < 1]
+            choices={"auto_augment": (self.auto_augment, AUTO_AUGMENT)},
+            fractions={"dropout": self.dropout, "label_smoothing": self.label_smoothing,
+                       "random_erasing": self.random_erasing})
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             problems.append(f"crop_scale: need 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if self.val_split is not None and not 0 < self.val_split < 1:

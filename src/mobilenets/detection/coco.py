@@ -74,10 +74,10 @@ class CocoDetection(Dataset):
         """The image entries whose file exists and decodes, and (path, reason) for the others; DataError if none
         is left."""
         paths = [self.image_dir / entry["file_name"] for entry in images]
-        problems = find_problems([p for p in paths if p.is_file()])
+        problems = find_problems(paths)  # a missing file is "no such file", as any other unusable one
         kept, skipped = [], []
         for entry, path in zip(images, paths, strict=True):
-            if (problem := problems.get(path, "no such file")) is None:
+            if (problem := problems[path]) is None:
                 kept.append(entry)
             else:
                 skipped.append((path, problem))

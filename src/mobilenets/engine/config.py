@@ -59,15 +59,14 @@ class TrainingOptions:
 
     def problems(self) -> list[str]:
         """One line per invalid option."""
-        problems = range_problems(
+        return range_problems(
             positive={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                       "step_epochs": self.step_epochs, "gamma": self.gamma, "rmsprop_eps": self.rmsprop_eps},
             nonnegative={"warmup_epochs": self.warmup_epochs, "weight_decay": self.weight_decay,
                          "workers": self.workers or 0, "seed": self.seed},
-            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)})
-        problems += [f"{k}: must be in [0, 1), got {v}" for k, v in (("momentum", self.momentum),
-                     ("rmsprop_alpha", self.rmsprop_alpha), ("ema_decay", self.ema_decay)) if not 0 <= v < 1]
-        return problems + device_problems(self.device)
+            choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)},
+            fractions={"momentum": self.momentum, "rmsprop_alpha": self.rmsprop_alpha, "ema_decay": self.ema_decay}
+        ) + device_problems(self.device)
 
 
 
