@@ -1,13 +1,15 @@
 """End-to-end CPU latency of CenterNet detectors at 512x512, beside torchvision's SSDlite320 and the seed's 600 ms.
 
-    python benchmarks/detect_latency.py [--runs 30] [--threads 2] [--size 512]
+    python benchmarks/detect_latency.py [--runs 30] [--threads 2] [--size 512] [--no-executorch]
 
 Per image (a 640x480 photo-sized input, batch 1): letterbox + normalise, the network, decoding (3x3 max-pool
 peaks, top-100, boxes mapped back to the 640x480 image). CenterNet on onnxruntime (our export: batch norm folded;
-its threads told not to spin between runs, since PyTorch pre/post-processing shares the cores) and in eager
-PyTorch; torchvision's SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing
-(random weights: no downloads here; its NMS then sees more candidate boxes than a trained model's, so its
-post-processing time is an upper bound). Also: parameters, MAdds, and training images/s of the default
+its threads told not to spin between runs, since PyTorch pre/post-processing shares the cores), as ExecuTorch
+programs on XNNPACK (fp32, and int8 calibrated on 64 built-in images as `mobilenets detect export --format
+executorch --int8` does; lowering them takes minutes) and in eager PyTorch; torchvision's
+SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing (random weights: no
+downloads here; its NMS then sees more candidate boxes than a trained model's, so its post-processing time is an
+upper bound). Also: parameters, MAdds, and training images/s of the default
 `mobilenets detect train` recipe. Prints markdown tables.
 """
 
@@ -22,11 +24,12 @@ import torchvision
 from PIL import Image
 
 from mobilenets import cpu
-from mobilenets.deploy import export_graph
-from mobilenets.deploy.runtime import onnx_session
+from mobilenets.deploy import export_graph, export_pte
+from mobilenets.deploy.runtime import load_exported, onnx_session
 from mobilenets.deploy.timing import time_call
 from mobilenets.detection import create_detector, decode
 from mobilenets.detection.config import DetectConfig
+from mobilenets.detection.export import detector_calibration
 from mobilenets.detection.loss import CenterNetCriterion
 from mobilenets.detection.synthetic import SyntheticDetection
 from mobilenets.detection.transforms import boxes_to_original, collate, eval_transform, train_transform
@@ -64,7 +67,24 @@ def end_to_end_ms(model: torch.nn.Module, size: int, threads: int, work: Path, r
         return time_call(_pipeline(network, eval_transform(size), image), runs=runs)[0]
 
 
-def centernet_rows(size: int, runs: int, threads: int, work: Path) -> list[str]:
+def program_end_to_end_ms(model: torch.nn.Module, size: int, threads: int, work: Path, runs: int,
+                          int8: bool) -> tuple[float, float]:
+    """Median ms of letterbox + ExecuTorch network + decode for one 640x480 image, and of the network alone."""
+    calibration = detector_calibration(size) if int8 else None
+    program = load_exported(export_pte(model, work / "detector.pte", resolution=size, calibration=calibration),
+                            threads=threads)
+    zeros = torch.zeros(1, 3, size, size).numpy()
+    network_ms = time_call(lambda: program.run(zeros), runs=runs)[0]
+
+    def network(x: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.from_numpy(o) for o in program.run(x.numpy())]
+
+    image = Image.new("RGB", (640, 480), (90, 120, 150))
+    with torch.no_grad():
+        return time_call(_pipeline(network, eval_transform(size), image), runs=runs)[0], network_ms
+
+
+def centernet_rows(size: int, runs: int, threads: int, work: Path, executorch: bool) -> list[str]:
     image = Image.new("RGB", (640, 480), (90, 120, 150))
     rows = []
     for backbone in BACKBONES:
@@ -72,21 +92,25 @@ def centernet_rows(size: int, runs: int, threads: int, work: Path) -> list[str]:
         cost = profile(model, size)
         onnx_ms = end_to_end_ms(model, size, threads, work, runs)
         network_ms = end_to_end_ms(model, size, threads, work, runs, network_only=True)
+        programs = [program_end_to_end_ms(model, size, threads, work, runs, int8) for int8 in (False, True)] \
+            if executorch else []
         with torch.no_grad():
             eager_ms = time_call(_pipeline(model, eval_transform(size), image), runs=max(5, runs // 3))[0]
+        program_cells = "".join(f" {ms:.1f} (network {net:.1f}) |" for ms, net in programs)
         rows.append(f"| CenterNet {backbone} 1.0 | {size} | {cost.params / 1e6:.2f}M | {cost.madds / 1e9:.2f}G | "
-                    f"{onnx_ms:.1f} (network {network_ms:.1f}) | {eager_ms:.1f} | {SEED_MS / onnx_ms:.1f}x |")
+                    f"{onnx_ms:.1f} (network {network_ms:.1f}) |{program_cells} {eager_ms:.1f} | "
+                    f"{SEED_MS / min([onnx_ms, *(ms for ms, _ in programs)]):.1f}x |")
     return rows
 
 
-def ssdlite_row(runs: int) -> str:
+def ssdlite_row(runs: int, empty_cells: int) -> str:
     model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
     image = torch.rand(3, 480, 640)
     with torch.no_grad():
         ms = time_call(lambda: model([image]), runs=max(5, runs // 3))[0]
     params = sum(p.numel() for p in model.parameters())
     return f"| torchvision SSDlite320-MobileNetV3-Large (eager, its post-processing) | 320 | {params / 1e6:.2f}M | " \
-           f"– | – | {ms:.1f} | {SEED_MS / ms:.1f}x |"
+           f"– | – |{' – |' * empty_cells} {ms:.1f} | {SEED_MS / ms:.1f}x |"
 
 
 def training_images_per_second(steps: int = 6) -> str:
@@ -118,17 +142,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--no-executorch", dest="executorch", action="store_false",
+                        help="skip the ExecuTorch programs (their int8 lowering takes minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu.summary()}")
     print(f"{args.threads} threads, torch {torch.__version__}; end-to-end ms per 640x480 image, median of "
           f"{args.runs}\n")
-    print("| detector | input | params | MAdds | onnxruntime ms (network alone) | eager ms | vs seed 600 ms |")
-    print("|---|---|---|---|---|---|---|")
+    programs = " ExecuTorch fp32 ms (network alone) | ExecuTorch int8 ms (network alone) |" if args.executorch else ""
+    print(f"| detector | input | params | MAdds | onnxruntime ms (network alone) |{programs} eager ms | "
+          f"vs seed 600 ms (fastest) |")
+    print("|---|---|---|---|---|" + "---|" * (2 * args.executorch) + "---|---|")
     with tempfile.TemporaryDirectory() as work:
-        for row in centernet_rows(args.size, args.runs, args.threads, Path(work)):
+        for row in centernet_rows(args.size, args.runs, args.threads, Path(work), args.executorch):
             print(row, flush=True)
-    print(ssdlite_row(args.runs))
+    print(ssdlite_row(args.runs, 2 * args.executorch))
     print("\n" + training_images_per_second())
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 import mobilenets
 from mobilenets.cli import main
-from mobilenets.deploy.executorch import export_pte
+from mobilenets.deploy.executorch import choose_float_groups, export_pte
 from mobilenets.deploy.runtime import load_exported, sidecar_path
 
 pytest.importorskip("executorch")
@@ -46,7 +46,37 @@ def test_int8_program_is_close_to_fp32_and_identical_after_reloading(tmp_path):
     with torch.no_grad():
         expected = model(images).numpy()
     assert error_to_signal(first, expected) < 0.5
-    assert json.loads(sidecar_path(path).read_text())["int8"] is True
+    sidecar = json.loads(sidecar_path(path).read_text())
+    assert sidecar["int8"] is True and sidecar["float_groups"]["groups"] == list(choose_float_groups().groups)
+
+
+def test_layer_groups_kept_in_float_keep_float_weights_and_the_default_follows_the_cpu(monkeypatch):
+    from mobilenets import cpu
+    from mobilenets.deploy.executorch import _for_xnnpack, _quantized, float_module_names
+
+    model = nontrivial(mobilenets.create_model("mobilenet_v3_small", width_mult=0.25, num_classes=10), size=SIZE)
+    groups = ("first_conv", "se", "large_depthwise")
+    names = float_module_names(model, groups)
+    assert len(names) == 1 + 8 + 9 and names[0] == "features.0.0"  # V3-Small: eight 5x5 depthwise, nine SE
+    calibration = [torch.randn(2, 3, SIZE, SIZE).numpy()]
+    quantized = _quantized(_for_xnnpack(model), torch.randn(1, 3, SIZE, SIZE), calibration, groups)
+    float_convs, int8_convs = set(), set()
+    for node in quantized.graph.nodes:
+        if node.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
+            module = list(node.meta["nn_module_stack"].values())[-1][0]
+            dequantized = "dequantize" in str(node.args[1].target) if node.args[1].op == "call_function" else False
+            (int8_convs if dequantized else float_convs).add(module)
+    in_se = {n for n in float_convs if any(n.startswith(se + ".") for se in names)}
+    assert float_convs - in_se == set(names) - {n for n in names if n.endswith(".se")} and len(in_se) == 18
+    assert int8_convs and not int8_convs & float_convs
+
+    x86 = cpu.CpuInfo("x", "x86_64", ("avx2",))
+    monkeypatch.setattr(cpu, "describe", lambda: x86)
+    assert choose_float_groups().groups == groups and choose_float_groups(()).groups == ()
+    monkeypatch.setattr(cpu, "describe", lambda: cpu.CpuInfo("a", "aarch64", ("asimd", "asimddp")))
+    assert choose_float_groups().groups == () and choose_float_groups(["se"]).groups == ("se",)
+    with pytest.raises(ValueError, match="unknown layer group 'stem'"):
+        choose_float_groups(["stem"])
 
 
 def test_an_operator_xnnpack_does_not_take_is_named(tmp_path):
@@ -98,6 +128,7 @@ def test_int8_export_of_a_checkpoint_reports_against_fp32(tmp_path, capsys, clas
                    str(tmp_path / "int8.pte")])
     out = capsys.readouterr().out
     assert status == 0 and "int8 vs fp32 on 40 images of built-in synthetic shapes" in out
+    assert f"layers kept in float: {choose_float_groups()}" in out
     assert "wrote " + str(tmp_path / "int8.pte") + " (executorch, int8, 32x32, batch 1)" in out
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--int8", "--output",
                  str(tmp_path / "int8.onnx")]) == 0
@@ -125,3 +156,13 @@ def test_a_detector_exports_to_a_program_with_pytorchs_outputs(tmp_path, capsys,
         expected = [t.numpy() for t in detector.model(images)]
     for ours, theirs in zip(program.run(images.numpy()), expected, strict=True):
         assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1e-4
+    capsys.readouterr()
+    scores = {}
+    for source in (["--checkpoint", str(checkpoint)], ["--model", str(path)]):
+        assert main(["detect", "eval", *source, "--json"]) == 0
+        scores[source[0]] = json.loads(capsys.readouterr().out)
+    assert scores["--model"] == pytest.approx(scores["--checkpoint"], abs=1e-3)  # the program is the network
+    drawn = tmp_path / "drawn"
+    assert main(["detect", "predict", "--model", str(path), str(detector_run[0] / "curves.png"), "--output",
+                 str(drawn)]) == 0
+    assert (drawn / "detections.json").is_file() and (drawn / "curves.png").is_file()

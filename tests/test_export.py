@@ -246,8 +246,17 @@ def test_layer_groups_kept_in_float_get_no_quantize_nodes(tmp_path):
     gemms = [n for n in graph.node if n.op_type == "Gemm"]
     assert len(gemms) == 2 and all(n.input[1] in stored for n in gemms)  # float weights, not int8 + DQ
     assert sum(made_by.get(n.input[1]) == "DequantizeLinear" for n in graph.node if n.op_type == "Conv") > 20
-    with pytest.raises(ValueError, match="unknown layer group 'stem'; choose from first_conv, se, classifier"):
+    with pytest.raises(ValueError, match="unknown layer group 'stem'; choose from first_conv, se, large_depthwise, "
+                                         "classifier"):
         quantize(fp32, tmp_path / "x.onnx", [], keep_float=("stem",))
+    int8 = quantize(fp32, tmp_path / "dw.onnx", calibration_batches(None, default_preprocess(64), images=4),
+                    keep_float=("large_depthwise",))
+    graph = onnx.load(str(int8)).graph
+    made_by = {out: n.op_type for n in graph.node for out in n.output}
+    kernels = {n.name: [a.ints[0] for a in n.attribute if a.name == "kernel_shape"][0] for n in graph.node
+               if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    int8_weights = {n.name for n in graph.node if n.name in kernels and made_by.get(n.input[1]) == "DequantizeLinear"}
+    assert sorted(kernels.values()).count(5) == 8 and int8_weights == {k for k, size in kernels.items() if size == 3}
 
 
 def test_int8_export_command(tmp_path):

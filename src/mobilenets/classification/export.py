@@ -41,7 +41,7 @@ def training_loader(classifier: Classifier) -> DataLoader:
 
 def export_classifier(checkpoint: str | Path, format: str, output: str | Path, *, resolution: int | None = None,
                       dynamic_batch: bool = False, int8: bool = False, calibration: str | Path | None = None,
-                      val: str | Path | None = None, keep_float: Iterable[str] = (),
+                      val: str | Path | None = None, keep_float: Iterable[str] | None = None,
                       reduce_range: bool | None = None, qat_epochs: int = 0) -> Exported:
     """`deploy.export` of a trained classifier (`best.safetensors` or `last.pt`) with its class names and
     preprocessing in the metadata, at its training resolution unless `resolution` is given. With `int8`, the

@@ -92,11 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_model_source(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint (a training run's) or --model (an exported file: what ships is what is checked)."""
+def add_model_source(parser: argparse.ArgumentParser, what: str = "classifier") -> None:
+    """--checkpoint (a training run's) or --model (an exported `what`: what ships is what is checked)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="C", help="best.safetensors or last.pt of a run")
-    source.add_argument("--model", metavar="FILE", help="an exported classifier: FILE.onnx (onnxruntime) or "
+    source.add_argument("--model", metavar="FILE", help=f"an exported {what}: FILE.onnx (onnxruntime) or "
                                                         "FILE.pte (ExecuTorch), with its class names")
 
 

@@ -15,7 +15,8 @@ from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
 from ..detection.task import train_detector
 from ..recipes import number_in, positive_int
-from . import CommandError, add_training_command
+from . import CommandError, add_model_source, add_training_command, model_source
+from .export import float_groups
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +47,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("eval", help="COCO AP of a trained detector",
                             description="AP, AP50, AP75, AP small/medium/large with pycocotools. Without data "
                                         "options: the run's own validation split.")
-    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    add_model_source(p, "detector")
     _add_val_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
     p.add_argument("--json", action="store_true", help="one JSON object with map, map50, map75, ...")
@@ -61,7 +62,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise CommandError("--val-json and --val-images go together")
     if args.data is not None and args.val_json is not None:
         raise CommandError("give either --data or --val-json/--val-images, not both")
-    result, where = evaluate_checkpoint(args.checkpoint, data=args.data, val_json=args.val_json,
+    source = model_source(args)
+    result, where = evaluate_checkpoint(source, data=args.data, val_json=args.val_json,
                                         val_images=args.val_images, batch_size=args.batch_size,
                                         progress=not args.json)
     if args.save_results:
@@ -69,7 +71,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.metrics))
         return 0
-    print(f"{args.checkpoint} on {where}:")
+    print(f"{source} on {where}:")
     for name, value in result.metrics.items():
         print(f"  {name:<11s} {value:.4f}")
     return 0
@@ -82,7 +84,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                         "inputs are never overwritten), and "
                                         "OUTPUT/detections.json in COCO result format. An unreadable image gets a "
                                         "one-line error and exit status 1; the others are still predicted.")
-    p.add_argument("--checkpoint", required=True, metavar="C", help="best.safetensors or last.pt of a run")
+    add_model_source(p, "detector")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=0.3, metavar="S",
                    help="lowest score kept, in [0, 1] (0.3)")
@@ -92,7 +94,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     writable(Path(args.output) / "detections.json")
-    results, coco = predict_images(args.checkpoint, args.images, threshold=args.threshold, draw_to=args.output)
+    results, coco = predict_images(model_source(args), args.images, threshold=args.threshold, draw_to=args.output)
     if any(result.error is None for result in results):
         write_text(Path(args.output) / "detections.json", json.dumps(coco))
     failed = 0
@@ -120,6 +122,9 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=DETECTOR_FORMATS, default="onnx", help="onnx (default) or executorch")
     p.add_argument("--int8", action="store_true", help="executorch: int8 (PT2E with XNNPACK's quantizer)")
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: the built-in set)")
+    p.add_argument("--keep-float", type=float_groups, metavar="GROUPS",
+                   help="--int8: layer groups left in float, as for mobilenets export (default: those XNNPACK runs "
+                        "faster in float on this CPU; 'none' for everything int8)")
     p.add_argument("--output", required=True, metavar="PATH")
     p.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size at run time")
     p.set_defaults(run=_export)
@@ -128,14 +133,14 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     if args.int8 and args.format != "executorch":
         raise CommandError("--int8 needs --format executorch")
-    if args.calibration and not args.int8:
-        raise CommandError("--calibration needs --int8")
+    if (args.calibration or args.keep_float is not None) and not args.int8:
+        raise CommandError(f"{'--calibration' if args.calibration else '--keep-float'} needs --int8")
     if args.dynamic_batch and args.format == "executorch":
         raise CommandError("--dynamic-batch is not for --format executorch (batch 1)")
     writable(args.output)
     detector = load_detector(args.checkpoint)
     path = export_detector(detector, args.output, format=args.format, dynamic_batch=args.dynamic_batch,
-                           int8=args.int8, calibration=args.calibration)
+                           int8=args.int8, calibration=args.calibration, keep_float=args.keep_float)
     print(f"wrote {path} ({args.format}{', int8' if args.int8 else ''}, {detector.image_size}x"
           f"{detector.image_size}, outputs heatmap, size, offset)")
     return 0

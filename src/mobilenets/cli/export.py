@@ -33,9 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: built-in shapes)")
     p.add_argument("--val", metavar="DIR", help="--int8: labelled images (class folders) for the int8-vs-fp32 "
                                                   "report (default: the checkpoint's validation split)")
-    p.add_argument("--keep-float", type=float_groups, default=(), metavar="GROUPS",
-                   help=f"--int8: layer groups left in float, comma-separated, of {','.join(FLOAT_GROUPS)} "
-                        "(default: none)")
+    p.add_argument("--keep-float", type=float_groups, metavar="GROUPS",
+                   help=f"--int8: layer groups left in float, comma-separated, of {','.join(FLOAT_GROUPS)}, or "
+                        "'none' (default: none for onnx; for executorch, those XNNPACK runs faster in float on "
+                        "this CPU: on x86 first_conv,se,large_depthwise)")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--full-range", dest="reduce_range", action="store_const", const=False,
                          help="--int8: 8-bit weights (the default on CPUs with VNNI, or ARM's dot product)")
@@ -50,7 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def float_groups(text: str) -> tuple[str, ...]:
-    """argparse type for --keep-float: a comma-separated subset of FLOAT_GROUPS."""
+    """argparse type for --keep-float: a comma-separated subset of FLOAT_GROUPS, or 'none'."""
+    if text.strip() == "none":
+        return ()
     try:
         return checked_groups(g for g in text.split(",") if g)
     except ValueError as e:
@@ -63,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give either a model NAME or --checkpoint, not both")
     if args.int8 and args.format not in ("onnx", "executorch"):
         raise CommandError("--int8 needs --format onnx or executorch")
-    onnx_only = {"--dynamic-batch": args.dynamic_batch or None, "--keep-float": args.keep_float or None,
-                 "--full-range and --reduce-range": args.reduce_range}
+    onnx_only = {"--dynamic-batch": args.dynamic_batch or None, "--full-range and --reduce-range": args.reduce_range}
     if args.format == "executorch" and (given := [flag for flag, value in onnx_only.items() if value is not None]):
         raise CommandError(f"{given[0]} {'are' if ' and ' in given[0] else 'is'} not for --format executorch "
                            f"(batch 1, XNNPACK's 8-bit int8)")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.qat_epochs and not (args.int8 and args.checkpoint):
         raise CommandError("--qat-epochs needs --int8 and a trained --checkpoint")
     int8_only = {"--full-range and --reduce-range": args.reduce_range, "--calibration": args.calibration,
-                 "--keep-float": args.keep_float or None, "--val": args.val}
+                 "--keep-float": args.keep_float, "--val": args.val}
     if not args.int8 and (given := [flag for flag, value in int8_only.items() if value is not None]):
         raise CommandError(f"{given[0]} {'need' if ' and ' in given[0] else 'needs'} --int8")
     if args.val is not None and args.checkpoint is None:
@@ -102,6 +104,7 @@ def _print_int8(report: Int8Report) -> None:
     """Top-1 agreement, accuracy (with labels) and latency of int8 against fp32; a warning when int8 is slower."""
     accuracy = (f", top-1 fp32 {report.fp32_top1:.4f} int8 {report.int8_top1:.4f}" if report.fp32_top1 is not None
                 else "")
+    print(f"layers kept in float: {report.float_groups}")
     print(f"int8 vs fp32 on {report.images}: top-1 agreement {report.agreement:.4f}{accuracy}; batch-1 latency "
           f"{report.int8_ms:.2f} ms vs {report.fp32_ms:.2f} ms")
     if report.int8_ms >= report.fp32_ms:

@@ -16,10 +16,18 @@ from torch import nn
 
 from .._atomic import writable
 from ..data.transforms import Preprocess, default_preprocess
-from .executorch import export_pte
+from .executorch import choose_float_groups, export_pte
 from .export import FORMATS, export_graph
 from .qat import finetune_for_int8
-from .quantize import WeightRange, calibration_batches, choose_weight_range, compare, quantize
+from .quantize import (
+    FloatGroups,
+    WeightRange,
+    calibration_batches,
+    checked_groups,
+    choose_weight_range,
+    compare,
+    quantize,
+)
 from .runtime import load_exported
 
 
@@ -36,6 +44,7 @@ class Int8Report:
     """The int8 weights' range, and how the int8 model compares with the fp32 export."""
 
     weights: WeightRange
+    float_groups: FloatGroups
     images: str
     agreement: float
     fp32_ms: float
@@ -57,7 +66,7 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
            metadata: dict[str, Any] | None = None, output_names: list[str] | None = None, int8: bool = False,
            preprocess: Preprocess | None = None, calibration: str | Path | None = None,
            report: ReportImages | None = None, qat_loader: Iterable | None = None, qat_epochs: int = 0,
-           keep_float: Iterable[str] = (), reduce_range: bool | None = None) -> Exported:
+           keep_float: Iterable[str] | None = None, reduce_range: bool | None = None) -> Exported:
     """Write `model` (BN folded, eval mode) as `format` to `output`: 'onnx', 'torchscript', 'pt2', or 'executorch'
     (a `.pte` for batch 1 lowered to XNNPACK, its metadata in `<output>.json`).
 
@@ -66,8 +75,9 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
     static quantization; executorch: PT2E with XNNPACK's quantizer): calibrated on `calibration` (a folder of
     images; default: the built-in shapes) preprocessed as `preprocess` says (default: ImageNet's at
     `resolution`), compared with fp32 on `report` (default: 64 unlabelled built-in shapes), after `qat_epochs`
-    epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float` and `reduce_range` (onnx only) as in
-    `quantize`.
+    epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float`: layer groups left in float (default:
+    none for onnx, for executorch those XNNPACK runs faster in float on this CPU, `choose_float_groups`);
+    `reduce_range` (onnx only) as in `quantize`.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
@@ -76,8 +86,10 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
         raise ValueError("the executorch format takes batch 1 (what a phone app runs); dynamic_batch is for onnx")
     if int8 and format not in ("onnx", "executorch"):
         raise ValueError(f"int8 needs the onnx or executorch format, not {format}")
-    if pte and (tuple(keep_float) or reduce_range is not None):
-        raise ValueError("keep_float and reduce_range are for the onnx format (XNNPACK's int8 is 8-bit throughout)")
+    if pte and reduce_range is not None:
+        raise ValueError("reduce_range is for the onnx format (XNNPACK's int8 is 8-bit throughout)")
+    in_float = choose_float_groups(keep_float) if pte else \
+        FloatGroups(checked_groups(keep_float or ()), "as asked" if keep_float is not None else "the default")
     writable(output)
     if not int8:
         if pte:
@@ -97,14 +109,14 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
         if pte:
             fp32 = export_pte(model, Path(work) / "fp32.pte", resolution=resolution)
             path = export_pte(model, output, resolution=resolution, metadata=metadata,
-                              calibration=calibration_batches(calibration, preprocess))
+                              calibration=calibration_batches(calibration, preprocess), keep_float=in_float.groups)
         else:
             fp32 = export_graph(model, "onnx", Path(work) / "fp32.onnx", resolution=resolution,
                                 dynamic_batch=dynamic_batch, metadata=metadata, output_names=output_names)
-            path = quantize(fp32, output, calibration_batches(calibration, preprocess), keep_float=keep_float,
+            path = quantize(fp32, output, calibration_batches(calibration, preprocess), keep_float=in_float.groups,
                             reduce_range=reduce_range)
         compared = compare(load_exported(fp32), load_exported(path), report.images, report.labels)
     weights = WeightRange(False, "XNNPACK's int8 kernels") if pte else choose_weight_range(reduce_range)
-    return Exported(path, resolution, Int8Report(weights, report.description, compared["agreement"],
+    return Exported(path, resolution, Int8Report(weights, in_float, report.description, compared["agreement"],
                                                  compared["fp32_ms"], compared["int8_ms"],
                                                  compared.get("fp32_top1"), compared.get("int8_top1")))

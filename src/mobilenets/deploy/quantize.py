@@ -6,8 +6,8 @@ gets slower, not faster (../shared/reference/PERFORMANCE.md). Weights use 8 bits
 product) and 7 elsewhere, unless told (`choose_weight_range`): onnxruntime's u8s8 kernels on x86 CPUs without VNNI
 add pairs of u8 x s8 products in 16 bits, which saturate with 8-bit weights (the default trained model on such a
 CPU: 92% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups that cost accuracy in
-int8 can be kept in float: the first convolution, the squeeze-excitation blocks and the classifier; by default
-none is, since none measurably helped enough to pay for its float time.
+int8 can be kept in float: the first convolution, the squeeze-excitation blocks, depthwise convolutions with kernels
+over 3x3 and the classifier; by default none is, since none measurably helped enough to pay for its float time.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .runtime import ExportedModel
 from .timing import interleaved, median_p90
 
 log = logging.getLogger(__name__)
-FLOAT_GROUPS = ("first_conv", "se", "classifier")
+FLOAT_GROUPS = ("first_conv", "se", "large_depthwise", "classifier")
 ACTIVATION_OPS = ("Relu", "Clip", "HardSigmoid", "HardSwish", "Mul")
 
 
@@ -49,10 +49,30 @@ def checked_groups(groups: Iterable[str]) -> tuple[str, ...]:
     return groups
 
 
+@dataclass(frozen=True)
+class FloatGroups:
+    """The layer groups an int8 export leaves in float, and why."""
+
+    groups: tuple[str, ...]
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.groups) or 'none'} ({self.reason})"
+
+
+def _is_large_depthwise(node) -> bool:
+    """A grouped (in MobileNets: depthwise) ONNX Conv with a kernel over 3x3."""
+    attributes = {a.name: a for a in node.attribute}
+    groups = attributes["group"].i if "group" in attributes else 1
+    kernel = list(attributes["kernel_shape"].ints) if "kernel_shape" in attributes else []
+    return node.op_type == "Conv" and groups > 1 and max(kernel, default=0) > 3
+
+
 def float_node_names(graph, keep_float: Iterable[str]) -> list[str]:
     """Names of the nodes of the ONNX `graph` that `keep_float` asks to leave in float: 'first_conv' (the conv
     reading the image, and its activation), 'se' (each squeeze-excitation: pool → conv → act → conv → gate →
-    multiply) and 'classifier' (Gemm/MatMul)."""
+    multiply), 'large_depthwise' (grouped convolutions, depthwise in MobileNets, with kernels over 3x3) and
+    'classifier' (Gemm/MatMul)."""
     keep = set(checked_groups(keep_float))
     users = _consumers(graph)
     names: list[str] = []
@@ -65,6 +85,8 @@ def float_node_names(graph, keep_float: Iterable[str]) -> list[str]:
             frontier += [n for n in users.get(node.output[0], []) if n.op_type in ACTIVATION_OPS]
     if "classifier" in keep:
         names += [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    if "large_depthwise" in keep:
+        names += [n.name for n in graph.node if _is_large_depthwise(n)]
     if "se" in keep:
         for pool in (n for n in graph.node if n.op_type in ("ReduceMean", "GlobalAveragePool")):
             chain, node = [pool], pool

@@ -104,8 +104,9 @@ class PteModel(ExportedModel):
 
 
 class ExportedNetwork:
-    """An exported model called like the PyTorch network it came from: a batch tensor in, the first output (e.g.
-    the logits) out, on the input's device; so evaluation and prediction code serves both."""
+    """An exported model called like the PyTorch network it came from: a batch tensor in, its output (e.g. the
+    logits; a tuple for several, e.g. a detector's maps) out, on the input's device; so evaluation and
+    prediction code serves both."""
 
     def __init__(self, exported: ExportedModel) -> None:
         self.exported = exported
@@ -114,7 +115,8 @@ class ExportedNetwork:
     def __call__(self, images: Any) -> Any:
         import torch
 
-        return torch.from_numpy(self.exported.run(images.detach().cpu().numpy())[0]).to(images.device)
+        outputs = [torch.from_numpy(o).to(images.device) for o in self.exported.run(images.detach().cpu().numpy())]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def to(self, *args: Any, **kwargs: Any) -> ExportedNetwork:
         return self  # it runs on the CPU, whatever device the inputs come from

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedNetwork, load_exported
 from ..weights.convert import Checkpoint, WeightsError, load_into, read_weights
 from ..weights.io import model_from_checkpoint, require_architecture
 from ..weights.registry import open_weights
@@ -20,7 +21,7 @@ TASK = "detection"
 class Detector:
     """A trained detector with what using it needs: class names, COCO category ids and its input size."""
 
-    model: CenterNet
+    model: CenterNet | ExportedNetwork
     classes: list[str]
     category_ids: list[int]
     image_size: int
@@ -37,8 +38,27 @@ def _detector(checkpoint: Checkpoint) -> Detector:
 
 
 def load_detector(path: str | Path) -> Detector:
-    """Load `best.safetensors` of `mobilenets detect train`, or a run's `last.pt`, in eval mode."""
+    """Load `best.safetensors` of `mobilenets detect train`, or a run's `last.pt`, in eval mode; or an exported
+    detector (`mobilenets detect export`: `.onnx`, `.pte`), whose runtime then stands in for the network."""
+    if Path(path).suffix in EXPORTED_SUFFIXES:
+        return _exported_detector(Path(path))
     return _detector(read_weights(path))
+
+
+def _exported_detector(path: Path) -> Detector:
+    exported = load_exported(path)
+    meta = exported.metadata
+    if not {"classes", "category_ids", "image_size"} <= meta.keys():
+        raise WeightsError(f"{path}: holds no class names, category ids or input size (export a trained detector: "
+                           f"mobilenets detect export --checkpoint best.safetensors ...)")
+    size = meta["image_size"]
+    if not isinstance(size, int) or exported.input_shape[2:] not in ((size, size), (None, None)):
+        raise WeightsError(f"{path}: its image_size ({size!r}) is not its input's ({exported.input_shape})")
+    try:
+        classes, category_ids = [str(c) for c in meta["classes"]], [int(i) for i in meta["category_ids"]]
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: its class names or category ids are not lists of names and integers") from None
+    return Detector(ExportedNetwork(exported), classes, category_ids, size, dict(meta))
 
 
 def pretrained_checkpoint(source: str | Path, *, backbone: str, width_mult: float, **options: Any) -> Checkpoint:

@@ -4,9 +4,10 @@ easy to change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ..deploy.executorch import export_pte
@@ -28,24 +29,33 @@ def _builtin_images(size: int):
 
 
 def export_detector(detector: Detector, output: str | Path, *, format: str = "onnx", dynamic_batch: bool = False,
-                    int8: bool = False, calibration: str | Path | None = None) -> Path:
+                    int8: bool = False, calibration: str | Path | None = None,
+                    keep_float: Iterable[str] | None = None) -> Path:
     """Write the detector at its training input size as ONNX or an ExecuTorch program (`.pte` for batch 1 on
-    XNNPACK; `int8` calibrated on `calibration`, a folder of images, default the built-in set), with class names,
-    category ids and the input protocol (letterbox to image_size, ImageNet mean/std) in the metadata."""
+    XNNPACK; `int8` calibrated on `calibration`, a folder of images, default the built-in set, `keep_float` as
+    for `export_pte`), with class names, category ids and the input protocol (letterbox to image_size, ImageNet
+    mean/std) in the metadata."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     if int8 and format != "executorch":
         raise ValueError("int8 detectors are exported with the executorch format")
     metadata = {"classes": detector.classes, "category_ids": detector.category_ids,
                 "image_size": detector.image_size, "model": detector.model.config,
+                "train_config": detector.meta.get("train_config", {}),
                 "preprocess": "letterbox: longer side to image_size, pad right/bottom with the ImageNet mean; "
                               "normalise with ImageNet mean and std",
                 "outputs": "heatmap logits [B,K,h,w], size (w,h) and offset (x,y) [B,2,h,w] at stride 4"}
     if format == "onnx":
         return export_graph(detector.model, "onnx", output, resolution=detector.image_size,
                             dynamic_batch=dynamic_batch, metadata=metadata, output_names=OUTPUT_NAMES)
-    size = detector.image_size
-    batches = calibration_batches(calibration, None, images=64, batch_size=8,
-                                  transform=lambda image: normalise(letterbox(image, size)[0]),
-                                  builtin=_builtin_images(size)) if int8 else None
-    return export_pte(detector.model, output, resolution=size, metadata=metadata, calibration=batches)
+    batches = detector_calibration(detector.image_size, calibration) if int8 else None
+    return export_pte(detector.model, output, resolution=detector.image_size, metadata=metadata, calibration=batches,
+                      keep_float=keep_float)
+
+
+def detector_calibration(size: int, folder: str | Path | None = None) -> Iterator[np.ndarray]:
+    """Batches of 64 images from `folder` (default: the built-in set) letterboxed to `size` and normalised as
+    the detector sees them: what int8 calibrates on."""
+    return calibration_batches(folder, None, images=64, batch_size=8,
+                               transform=lambda image: normalise(letterbox(image, size)[0]),
+                               builtin=_builtin_images(size))

@@ -34,7 +34,7 @@ class TopDownMerge(nn.Module):
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__()
         self.lateral = ConvNormAct(in_channels, channels, 1, activation_layer=None)
-        self.upsample = NearestUpsample2x(channels)
+        self.upsample = NearestUpsample2x()
         self.smooth = nn.Sequential(ConvNormAct(channels, channels, 3, groups=channels),
                                     ConvNormAct(channels, channels, 1))
 

@@ -81,21 +81,11 @@ class ConvNormAct(ConvNormActivation):
 
 
 class NearestUpsample2x(nn.Module):
-    """Nearest-neighbour upsampling by 2 of a `channels`-channel map; `as_convolution` gives the same function as a
-    fixed depthwise transposed convolution, the form on-device backends (XNNPACK) run."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.channels = channels
+    """Nearest-neighbour upsampling by 2, as a module of its own so that an exporter can swap in the form its
+    backend runs fast (XNNPACK has no nearest resize: `deploy.executorch` writes it as copies)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2.0, mode="nearest")
-
-    def as_convolution(self) -> nn.ConvTranspose2d:
-        """Each input pixel copied to its 2x2 block: a stride-2, 2x2 depthwise transposed convolution of ones."""
-        conv = nn.ConvTranspose2d(self.channels, self.channels, 2, stride=2, groups=self.channels, bias=False)
-        nn.init.ones_(conv.weight)
-        return conv.requires_grad_(False)
 
 
 @dataclass(frozen=True)
