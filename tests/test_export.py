@@ -253,7 +253,7 @@ def test_layer_groups_kept_in_float_get_no_quantize_nodes(tmp_path):
                     keep_float=("large_depthwise",))
     graph = onnx.load(str(int8)).graph
     made_by = {out: n.op_type for n in graph.node for out in n.output}
-    kernels = {n.name: [a.ints[0] for a in n.attribute if a.name == "kernel_shape"][0] for n in graph.node
+    kernels = {n.name: next(a.ints[0] for a in n.attribute if a.name == "kernel_shape") for n in graph.node
                if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)}
     int8_weights = {n.name for n in graph.node if n.name in kernels and made_by.get(n.input[1]) == "DequantizeLinear"}
     assert sorted(kernels.values()).count(5) == 8 and int8_weights == {k for k, size in kernels.items() if size == 3}
