@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.transforms import Preprocess
-from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedNetwork, load_exported
+from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
 from ..models import MobileNet
 from ..weights.convert import WeightsError, read_weights
 from ..weights.io import model_from_checkpoint
@@ -30,7 +30,7 @@ def load_classifier(path: str | Path) -> Classifier:
     """Load `best.safetensors` / any model saved with class metadata, or a run's `last.pt`, in eval mode; or an
     exported classifier (`.onnx`, `.pte`), whose runtime then stands in for the network."""
     if Path(path).suffix in EXPORTED_SUFFIXES:
-        return _exported_classifier(Path(path))
+        return classifier_from_exported(load_exported(path))
     checkpoint = read_weights(path)
     if checkpoint.task not in (None, TASK) or (checkpoint.config or {}).get("name") == "centernet":
         raise WeightsError(f"{path}: a {checkpoint.task or 'detection'} checkpoint, not a classifier")
@@ -49,9 +49,10 @@ def load_classifier(path: str | Path) -> Classifier:
     return Classifier(model.eval(), [str(c) for c in classes], preprocess, dict(meta))
 
 
-def _exported_classifier(path: Path) -> Classifier:
-    exported = load_exported(path)
-    meta = exported.metadata
+def classifier_from_exported(exported: ExportedModel) -> Classifier:
+    """The classifier an exported file holds, its runtime standing in for the network; WeightsError naming the
+    file when its metadata is not a classifier's."""
+    path, meta = exported.path, exported.metadata
     if "classes" not in meta or "preprocess" not in meta:
         raise WeightsError(f"{path}: holds no class names or preprocessing (export a trained classifier: "
                            f"mobilenets export --checkpoint best.safetensors ...)")

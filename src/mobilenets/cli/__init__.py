@@ -21,7 +21,7 @@ from ..extras import MissingExtra
 from ..models import MAX_WIDTH, MobileNet, architecture_options, build_model, list_models
 from ..recipes import add_options, count, number_in, options_given
 
-COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect")
+COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect", "serve")
 
 
 # what the API raises for bad input: ValueError (ConfigError, DataError, WeightsError) or FileNotFoundError; a

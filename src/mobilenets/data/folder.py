@@ -6,6 +6,7 @@ once, by name and reason, at scan time instead of crashing a training run hours 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -56,15 +57,29 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: {_reason(e)}") from e
 
 
+def decode_rgb(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
+    """`load_rgb` for an image in memory (e.g. an upload); DataError with the reason. Images over `max_pixels`
+    (default and at most Pillow's MAX_IMAGE_PIXELS) are refused from their header, before any pixel is decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _opened_rgb(image, max_pixels=max_pixels)
+    except Exception as e:  # as in load_rgb: Pillow's decoders raise many types
+        raise DataError(_reason(e)) from e
+
+
 def _decode_rgb(path: Path, budget: _PixelBudget | None = None) -> Image.Image:
     if problem := _file_problem(path):
         raise ValueError(problem)
     with Image.open(path) as image:
-        pixels = _require_pixel_limit(image)
-        with budget.hold(pixels) if budget else nullcontext():
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            return _as_rgb(image)
+        return _opened_rgb(image, budget)
+
+
+def _opened_rgb(image: Image.Image, budget: _PixelBudget | None = None, max_pixels: int | None = None) -> Image.Image:
+    pixels = _require_pixel_limit(image, max_pixels)
+    with budget.hold(pixels) if budget else nullcontext():
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        return _as_rgb(image)
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:
@@ -94,13 +109,15 @@ def _pixel_limit() -> int:
     return Image.MAX_IMAGE_PIXELS or 0
 
 
-def _require_pixel_limit(image: Image.Image) -> int:
-    """The image's pixel count from its header; ValueError when it is over the limit (a decompression bomb guard:
-    a few hundred KB of PNG can decode to gigabytes)."""
+def _require_pixel_limit(image: Image.Image, max_pixels: int | None = None) -> int:
+    """The image's pixel count from its header; ValueError when it is over `max_pixels` or Pillow's limit (a
+    decompression bomb guard: a few hundred KB of PNG can decode to gigabytes)."""
     width, height = image.size
-    if (limit := _pixel_limit()) and width * height > limit:
-        raise ValueError(f"{width}x{height} = {width * height:,} pixels, over the limit of {limit:,} (raise "
-                         f"PIL.Image.MAX_IMAGE_PIXELS to allow larger images)")
+    pillow = _pixel_limit()
+    limit = min(max_pixels, pillow) if max_pixels and pillow else (max_pixels or pillow)
+    if limit and width * height > limit:
+        how = "raise PIL.Image.MAX_IMAGE_PIXELS to allow larger images" if limit == pillow else "the server's limit"
+        raise ValueError(f"{width}x{height} = {width * height:,} pixels, over the limit of {limit:,} ({how})")
     return width * height
 
 

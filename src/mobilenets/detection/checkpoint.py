@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedNetwork, load_exported
+from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
 from ..weights.convert import Checkpoint, WeightsError, load_into, read_weights
 from ..weights.io import model_from_checkpoint, require_architecture
 from ..weights.registry import open_weights
@@ -41,13 +41,14 @@ def load_detector(path: str | Path) -> Detector:
     """Load `best.safetensors` of `mobilenets detect train`, or a run's `last.pt`, in eval mode; or an exported
     detector (`mobilenets detect export`: `.onnx`, `.pte`), whose runtime then stands in for the network."""
     if Path(path).suffix in EXPORTED_SUFFIXES:
-        return _exported_detector(Path(path))
+        return detector_from_exported(load_exported(path))
     return _detector(read_weights(path))
 
 
-def _exported_detector(path: Path) -> Detector:
-    exported = load_exported(path)
-    meta = exported.metadata
+def detector_from_exported(exported: ExportedModel) -> Detector:
+    """The detector an exported file holds, its runtime standing in for the network; WeightsError naming the
+    file when its metadata is not a detector's."""
+    path, meta = exported.path, exported.metadata
     if not {"classes", "category_ids", "image_size"} <= meta.keys():
         raise WeightsError(f"{path}: holds no class names, category ids or input size (export a trained detector: "
                            f"mobilenets detect export --checkpoint best.safetensors ...)")

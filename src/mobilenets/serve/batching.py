@@ -1,0 +1,79 @@
+"""Dynamic micro-batching: requests that arrive close together share one model run.
+
+The first request of a batch waits at most `max_delay_ms` for others (Triton's `max_queue_delay_microseconds`,
+BentoML's `max_latency_ms`, Ray Serve's `batch_wait_timeout_s`), and a batch holds at most `max_batch_size`;
+under load, the requests that queued while the model ran form the next batch at once. The model runs on one
+worker thread, off the event loop, so the server keeps accepting and decoding while it computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+
+class MicroBatcher:
+    """Collects submitted items into batches for `run_batch` (a list in, one result per item out, in order);
+    `on_batch(size)` and `on_queue(depth)` report to metrics."""
+
+    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], *, max_batch_size: int = 16,
+                 max_delay_ms: float = 5.0, on_batch: Callable[[int], None] = lambda size: None,
+                 on_queue: Callable[[int], None] = lambda depth: None) -> None:
+        if max_batch_size < 1 or max_delay_ms < 0:
+            raise ValueError(f"max_batch_size must be at least 1 and max_delay_ms at least 0, got {max_batch_size} "
+                             f"and {max_delay_ms}")
+        self.run_batch, self.max_batch_size, self.max_delay = run_batch, max_batch_size, max_delay_ms / 1000
+        self.on_batch, self.on_queue = on_batch, on_queue
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
+
+    async def start(self) -> None:
+        """Start collecting (in the running event loop)."""
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Answer what is queued, then stop."""
+        if self._queue is not None:
+            await self._queue.join()
+        if self._worker is not None:
+            self._worker.cancel()
+        self._model_thread.shutdown(wait=True)
+
+    async def submit(self, item: Any) -> Any:
+        """The result of `item`, computed in a batch with whatever else arrives meanwhile."""
+        if self._queue is None:
+            raise RuntimeError("the batcher is not started (start() in the app's lifespan)")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        self.on_queue(self._queue.qsize())
+        return await future
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + self.max_delay
+            while len(batch) < self.max_batch_size:
+                try:
+                    batch.append(queue.get_nowait() if not queue.empty() else
+                                 await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time())))
+                except asyncio.TimeoutError:
+                    break
+            self.on_queue(queue.qsize())
+            self.on_batch(len(batch))
+            try:
+                results = await loop.run_in_executor(self._model_thread, self.run_batch, [i for i, _ in batch])
+            except Exception as error:  # one failed run fails its own requests, not the server
+                results = [error] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():  # its client may have gone
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                queue.task_done()

@@ -1,0 +1,115 @@
+"""What the server runs: a classifier or a detector behind one interface (an image in, a JSON-ready answer out),
+on an exported runtime that takes whole batches: onnxruntime for `.onnx` and for training checkpoints (exported
+with a dynamic batch when loaded), the ExecuTorch runtime for `.pte` (batch 1, so a batch runs image by image)."""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..classification.checkpoint import Classifier, classifier_from_exported, load_classifier
+from ..data.transforms import eval_transform
+from ..deploy.runtime import EXPORTED_SUFFIXES, load_exported
+from ..detection.checkpoint import Detector, detector_from_exported, load_detector
+from ..detection.decode import decode
+from ..detection.transforms import boxes_to_original
+from ..detection.transforms import eval_transform as detection_transform
+from ..extras import require
+from ..weights.convert import read_weights
+
+
+class Servable(ABC):
+    """A model as the server sees it: `prepare` (one image, off the event loop) and `answer` (one batch)."""
+
+    task: str
+    classes: list[str]
+
+    @abstractmethod
+    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Any]:
+        """The network's input for one image (C, H, W) and what `answer` needs to map its output back."""
+
+    @abstractmethod
+    def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
+        """One JSON-ready answer per image of the batch."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the web page and /health show about the model."""
+        return {"task": self.task, "classes": self.classes}
+
+
+class ServedClassifier(Servable):
+    """A classifier: the top-k classes and their probabilities."""
+
+    task = "classification"
+
+    def __init__(self, classifier: Classifier, top_k: int = 5) -> None:
+        self.model, self.classes = classifier.model, classifier.classes
+        self.transform = eval_transform(classifier.preprocess)
+        self.top_k = min(top_k, len(self.classes))
+
+    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, None]:
+        return self.transform(image), None
+
+    @torch.inference_mode()
+    def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
+        top = self.model(images).float().softmax(dim=1).topk(self.top_k)
+        return [{"predictions": [{"class": self.classes[i], "score": round(p, 6)} for i, p in
+                                 zip(indices.tolist(), scores.tolist(), strict=True)]}
+                for scores, indices in zip(top.values, top.indices, strict=True)]
+
+
+class ServedDetector(Servable):
+    """A CenterNet detector: COCO-style boxes [x, y, width, height] in the image's pixels, classes and scores."""
+
+    task = "detection"
+
+    def __init__(self, detector: Detector, threshold: float = 0.3) -> None:
+        self.model, self.classes = detector.model, detector.classes
+        self.transform = detection_transform(detector.image_size)
+        self.threshold = threshold
+
+    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Any]:
+        x, target = self.transform(image, {"boxes": torch.zeros(0, 4)})
+        return x, target["letterbox"]
+
+    @torch.inference_mode()
+    def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
+        found = decode(*(o.float() for o in self.model(images)), threshold=self.threshold)
+        answers = []
+        for detections, letterbox in zip(found, contexts, strict=True):
+            boxes = boxes_to_original(detections.boxes, letterbox)
+            answers.append({"detections": [
+                {"class": self.classes[label], "score": round(score, 6),
+                 "bbox": [round(v, 2) for v in (x0, y0, x1 - x0, y1 - y0)]}
+                for (x0, y0, x1, y1), score, label in zip(boxes.tolist(), detections.scores.tolist(),
+                                                          detections.labels.tolist(), strict=True)]})
+        return answers
+
+
+def load_servable(path: str | Path, *, work: str | Path | None = None, top_k: int = 5,
+                  threshold: float = 0.3) -> Servable:
+    """A classifier or detector from an exported file (`.onnx`, `.pte`) or a training checkpoint; a checkpoint is
+    first exported to ONNX with a dynamic batch into `work` (default: a temporary folder), so that micro-batches
+    run on onnxruntime."""
+    path = Path(path)
+    if path.suffix in EXPORTED_SUFFIXES:
+        exported = load_exported(path)
+        if "category_ids" in exported.metadata:
+            return ServedDetector(detector_from_exported(exported), threshold)
+        return ServedClassifier(classifier_from_exported(exported), top_k)
+    require("onnxruntime", "deploy", "serving a checkpoint (it runs on onnxruntime)")
+    folder = Path(work or tempfile.mkdtemp(prefix="mobilenets-serve-"))
+    if (read_weights(path).config or {}).get("name") == "centernet":
+        from ..detection.export import export_detector
+
+        exported = export_detector(load_detector(path), folder / "detector.onnx", dynamic_batch=True)
+        return ServedDetector(load_detector(exported), threshold)
+    from ..classification.export import export_classifier
+
+    exported = export_classifier(path, "onnx", folder / "classifier.onnx", dynamic_batch=True).path
+    return ServedClassifier(load_classifier(exported), top_k)

@@ -1,0 +1,259 @@
+"""The HTTP server: answers equal to the Python API's, micro-batching, metrics, API keys, every kind of bad
+input refused with a one-line JSON error while a good client keeps being answered, the web page in a real
+headless browser, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from mobilenets.serve import MicroBatcher, create_app
+
+KEY = "test-key"
+
+
+def png(size: tuple[int, int] = (80, 60), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def running(app):
+    """The app on a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def post(url: str, body: bytes, content_type: str = "image/png", key: str | None = KEY) -> tuple[int, dict]:
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url + "/v1/predict", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def classifier_onnx(classifier_run, tmp_path_factory):
+    from mobilenets.classification.export import export_classifier
+
+    path = tmp_path_factory.mktemp("served") / "classifier.onnx"
+    return export_classifier(classifier_run[0] / "best.safetensors", "onnx", path, dynamic_batch=True).path
+
+
+def test_classifier_answers_equal_predict_and_the_checkpoint_is_served_on_onnxruntime(classifier_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from mobilenets import predict
+
+    checkpoint = classifier_run[0] / "best.safetensors"
+    image = tmp_path / "red.png"
+    image.write_bytes(png())
+    expected = predict(checkpoint, [image], topk=3)[0]
+    app = create_app(checkpoint, top_k=3)
+    assert type(app.state.servable.model).__name__ == "ExportedNetwork"  # the checkpoint runs as ONNX
+    with TestClient(app) as client:
+        raw = client.post("/v1/predict", content=image.read_bytes(), headers={"Content-Type": "image/png"})
+        form = client.post("/v1/predict", files={"image": ("red.png", image.read_bytes(), "image/png")})
+    for answer in (raw, form):
+        assert answer.status_code == 200
+        body = answer.json()
+        assert (body["task"], body["width"], body["height"]) == ("classification", 80, 60)
+        assert [p["class"] for p in body["predictions"]] == expected.classes
+        np.testing.assert_allclose([p["score"] for p in body["predictions"]], expected.probabilities, atol=1e-4)
+
+
+def test_detector_answers_coco_boxes_in_the_images_pixels(detector_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from mobilenets.detection.inference import predict_images
+    from mobilenets.detection.synthetic import SyntheticDetection
+
+    checkpoint = detector_run[0] / "best.safetensors"
+    image = tmp_path / "scene.png"
+    SyntheticDetection("val", size=160, length=1)[0][0].resize((240, 200)).save(image)
+    expected = predict_images(checkpoint, [image], threshold=0.05)[0][0]
+    with TestClient(create_app(checkpoint, threshold=0.05)) as client:
+        body = client.post("/v1/predict", content=image.read_bytes(), headers={"Content-Type": "image/png"}).json()
+    assert body["task"] == "detection" and (body["width"], body["height"]) == (240, 200)
+    found = body["detections"]
+    assert abs(len(found) - len(expected.boxes)) <= 2 and found  # a score at the threshold may round either way
+    for name, score, (x0, y0, x1, y1) in list(zip(expected.classes, expected.scores, expected.boxes, strict=True))[:20]:
+        assert any(d["class"] == name and abs(d["score"] - score) < 1e-3  # ONNX against PyTorch (ties may swap)
+                   and np.allclose(d["bbox"], [x0, y0, x1 - x0, y1 - y0], atol=0.5) for d in found)
+
+
+def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size():
+    runs: list[int] = []
+
+    def run_batch(items):
+        runs.append(len(items))
+        if "boom" in items:
+            raise RuntimeError("model failed")
+        return [item * 10 for item in items]
+
+    async def scenario():
+        batcher = MicroBatcher(run_batch, max_batch_size=3, max_delay_ms=200)
+        await batcher.start()
+        answers = await asyncio.gather(*(batcher.submit(i) for i in range(8)))
+        failed = await asyncio.gather(batcher.submit("boom"), return_exceptions=True)
+        after = await batcher.submit(5)
+        await batcher.stop()
+        return answers, failed, after
+
+    answers, failed, after = asyncio.run(scenario())
+    assert answers == [i * 10 for i in range(8)]
+    assert runs[:3] == [3, 3, 2]  # eight requests at once: three runs, not eight
+    assert isinstance(failed[0], RuntimeError) and after == 50  # a failed run fails its requests, not the batcher
+    with pytest.raises(ValueError, match="max_batch_size must be at least 1"):
+        MicroBatcher(run_batch, max_batch_size=0)
+
+
+def test_bad_input_gets_one_line_json_errors_while_a_good_client_keeps_being_answered(classifier_onnx):
+    app = create_app(classifier_onnx, api_key=KEY, max_body_bytes=100_000, max_pixels=1_000_000)
+    good = png()
+    big_noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(big_noise, "PNG")
+    bad = {  # what is sent -> (status, words the error must contain)
+        "empty": ((b"", "image/png", KEY), 400, "empty"),
+        "not an image": ((b"hello, world" * 10, "image/jpeg", KEY), 400, "not an image"),
+        "truncated": ((good[: len(good) // 2], "image/png", KEY), 400, "truncated"),
+        "wrong type": ((good, "text/plain", KEY), 415, "content type 'text/plain'"),
+        "too many pixels": ((png((1500, 1000)), "image/png", KEY), 413, "1500x1000 = 1,500,000 pixels"),
+        "too large": ((big_noise.getvalue(), "image/png", KEY), 413, "over the limit of 100,000"),
+        "no key": ((good, "image/png", None), 401, "API key"),
+        "wrong key": ((good, "image/png", "guess"), 401, "API key"),
+        "form without a file": ((b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--\r\n",
+                                 "multipart/form-data; boundary=x", KEY), 400, "no file"),
+    }
+    with running(app) as url:
+        expected = post(url, good)[1]["predictions"]
+        stop, answers = threading.Event(), []
+
+        def good_client():
+            while not stop.is_set():
+                answers.append(post(url, good))
+
+        client = threading.Thread(target=good_client)
+        client.start()
+        try:
+            for name, ((body, content_type, key), status, words) in bad.items():
+                got, error = post(url, body, content_type, key)
+                assert got == status and words in error["error"] and "\n" not in error["error"], name
+                assert list(error) == ["error"], name
+        finally:
+            stop.set()
+            client.join()
+        assert answers and all(s == 200 and a["predictions"] == expected for s, a in answers)
+        with urllib.request.urlopen(url + "/health") as response:  # no key needed
+            assert json.loads(response.read())["status"] == "ok"
+        metrics_request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(metrics_request) as response:
+            metrics = response.read().decode()
+        assert f'mobilenets_requests_total{{status="200"}} {len(answers) + 1}.0' in metrics
+        assert 'mobilenets_requests_total{status="401"} 2.0' in metrics
+        assert "mobilenets_batch_size_count" in metrics and "mobilenets_queue_depth" in metrics
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(url + "/metrics")
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver") or "/usr/lib/chromium/chromedriver"
+    return (browser, driver) if browser and os.path.exists(driver) else None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs chromium and chromium-driver (apt-get install chromium "
+                                                "chromium-driver); .ci/run installs them")
+def test_the_web_page_shows_the_top_classes_of_an_uploaded_image(classifier_onnx, tmp_path):
+    pytest.importorskip("selenium")
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver = _chromium()
+    image = tmp_path / "red.png"
+    image.write_bytes(png())
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    with running(create_app(classifier_onnx, api_key=KEY, top_k=3)) as url:
+        expected = [p["class"] for p in post(url, image.read_bytes())[1]["predictions"]]
+        page = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+        try:
+            page.get(url + "/")
+            page.find_element(By.ID, "key").send_keys(KEY)
+            page.find_element(By.ID, "file").send_keys(str(image))
+            rows = WebDriverWait(page, 30).until(lambda p: p.find_elements(By.CSS_SELECTOR, "#result .prediction"))
+            assert [row.get_attribute("data-class") for row in rows] == expected
+            assert "ms" in page.find_element(By.ID, "latency").text
+            page.find_element(By.ID, "key").clear()  # a wrong key: the page shows the server's error
+            page.find_element(By.ID, "file").send_keys(str(image))
+            WebDriverWait(page, 30).until(lambda p: "API key" in p.find_element(By.ID, "error").text)
+        finally:
+            page.quit()
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits(classifier_onnx):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "mobilenets", "serve", "--model", str(classifier_onnx),
+                               "--port", str(port), "--max-delay-ms", "1000", "--max-batch-size", "64"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stderr.read()
+                time.sleep(0.2)
+        answers: list = []
+        clients = [threading.Thread(target=lambda: answers.append(post(url, png(), key=None))) for _ in range(4)]
+        for client in clients:
+            client.start()
+        time.sleep(0.5)  # the four wait in the batcher's queue (1 s delay) when the signal comes
+        server.send_signal(signal.SIGTERM)
+        for client in clients:
+            client.join(30)
+        assert len(answers) == 4 and all(status == 200 for status, _ in answers)
+        assert server.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+    finally:
+        if server.poll() is None:
+            server.kill()
