@@ -130,12 +130,24 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
         answers = await asyncio.gather(*(batcher.submit(i) for i in range(8)))
         failed = await asyncio.gather(batcher.submit("boom"), return_exceptions=True)
         after = await batcher.submit(5)
-        await batcher.stop()
-        return answers, failed, after
+        first = list(runs)
+        runs.clear()
+        await batcher.submit(6)  # alone, nobody on the way: runs at once
+        await batcher.submit(7)
 
-    answers, failed, after = asyncio.run(scenario())
-    assert answers == [i * 10 for i in range(8)]
-    assert runs[:3] == [3, 3, 2]  # eight requests at once: three runs, not eight
+        async def arriving_late():
+            with batcher.expecting():  # being read and decoded: the batch waits for it
+                await asyncio.sleep(0.05)
+            return await batcher.submit(9)
+
+        together = await asyncio.gather(batcher.submit(8), arriving_late())
+        await batcher.stop()
+        return answers, failed, after, together, first
+
+    answers, failed, after, together, first = asyncio.run(scenario())
+    assert answers == [i * 10 for i in range(8)] and together == [80, 90]
+    assert first[:3] == [3, 3, 2]  # eight requests at once: three runs, not eight
+    assert runs == [1, 1, 2]  # lone requests run alone; one on its way joins the batch
     assert isinstance(failed[0], RuntimeError) and after == 50  # a failed run fails its requests, not the batcher
     with pytest.raises(ValueError, match="max_batch_size must be at least 1"):
         MicroBatcher(run_batch, max_batch_size=0)

@@ -119,9 +119,10 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
         started = time.perf_counter()
         try:
             authorize(request)
-            data = await _image_bytes(request, max_body_bytes)
-            image = await asyncio.to_thread(_decode, data, max_pixels)
-            x, context = await asyncio.to_thread(servable.prepare, image)
+            with batcher.expecting():
+                data = await _image_bytes(request, max_body_bytes)
+                image = await asyncio.to_thread(_decode, data, max_pixels)
+                x, context = await asyncio.to_thread(servable.prepare, image)
             answer = await batcher.submit((x, context))
         except RequestError as error:
             metrics.requests.labels(str(error.status)).inc()

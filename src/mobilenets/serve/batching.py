@@ -1,16 +1,18 @@
 """Dynamic micro-batching: requests that arrive close together share one model run.
 
 The first request of a batch waits at most `max_delay_ms` for others (Triton's `max_queue_delay_microseconds`,
-BentoML's `max_latency_ms`, Ray Serve's `batch_wait_timeout_s`), and a batch holds at most `max_batch_size`;
-under load, the requests that queued while the model ran form the next batch at once. The model runs on one
-worker thread, off the event loop, so the server keeps accepting and decoding while it computes.
+BentoML's `max_latency_ms`, Ray Serve's `batch_wait_timeout_s`), and only while others are on their way (being
+read or decoded, `expecting`): a lone request runs at once, at batch-1 latency. A batch holds at most
+`max_batch_size`; under load, the requests that queued while the model ran form the next batch at once. The model
+runs on one worker thread, off the event loop, so the server keeps accepting and decoding while it computes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -28,6 +30,7 @@ class MicroBatcher:
         self.on_batch, self.on_queue = on_batch, on_queue
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
+        self._arriving = 0
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
 
     async def start(self) -> None:
@@ -42,6 +45,15 @@ class MicroBatcher:
         if self._worker is not None:
             self._worker.cancel()
         self._model_thread.shutdown(wait=True)
+
+    @contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Around the reading and decoding of a request: a batch waits for it (up to the delay) while it lasts."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     async def submit(self, item: Any) -> Any:
         """The result of `item`, computed in a batch with whatever else arrives meanwhile."""
@@ -58,7 +70,7 @@ class MicroBatcher:
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self.max_delay
-            while len(batch) < self.max_batch_size:
+            while len(batch) < self.max_batch_size and (not queue.empty() or self._arriving):
                 try:
                     batch.append(queue.get_nowait() if not queue.empty() else
                                  await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time())))
