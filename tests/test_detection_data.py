@@ -14,11 +14,10 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from mobilenets.data import DataError
+from mobilenets.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mobilenets.detection.coco import CocoDetection, find_coco_layout
 from mobilenets.detection.synthetic import ANNOTATION_FILE, MAX_OBJECTS, SyntheticDetection, write_coco
 from mobilenets.detection.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     boxes_to_input,
     boxes_to_original,
     collate,

@@ -269,3 +269,16 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(classifier_onnx):
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(classifier_onnx, capsys):
+    from mobilenets.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(classifier_onnx), "--port", str(port)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.splitlines() == [f"mobilenets: error: --host 127.0.0.1 --port {port}: cannot listen there "
+                                  f"(Address already in use)"]

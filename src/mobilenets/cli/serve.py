@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 from ..extras import require
 from ..recipes import integer_at_least, number_in
-from . import add_model_source, model_source
+from . import CommandError, add_model_source, model_source
 
 API_KEY_VARIABLE = "MOBILENETS_API_KEY"
 
@@ -45,10 +46,15 @@ def run(args: argparse.Namespace) -> int:
     """Load the model, then serve until SIGTERM or Ctrl-C."""
     require("fastapi", "serve", "mobilenets serve")
     require("uvicorn", "serve", "mobilenets serve")
+    import torch
     import uvicorn
 
+    # Requests are decoded and resized in parallel threads: one thread per torch operation avoids oversubscribing
+    # the cores (the network runs on its own runtime's threads).
+    torch.set_num_threads(1)
     from ..serve import create_app
 
+    _require_free_port(args.host, args.port)  # before loading the model, which can take a while
     app = create_app(model_source(args), max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
                      api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
                      max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
@@ -56,3 +62,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {model_source(args)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=30, log_level="warning")
     return 0
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """CommandError when `host:port` cannot be bound (in use, or not an address of this machine)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT does not count
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CommandError(f"--host {host} --port {port}: cannot listen there ({error.strerror})") from None

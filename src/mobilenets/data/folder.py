@@ -43,6 +43,10 @@ class DataError(ValueError):
     """A dataset problem the user must fix; the one-line message names the file or folder."""
 
 
+class TooManyPixels(DataError):
+    """An image whose header declares more pixels than allowed (refused before decoding)."""
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     """Decode any image Pillow reads into 8-bit RGB, fully (so truncated files fail here); DataError if it cannot.
 
@@ -63,6 +67,8 @@ def decode_rgb(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return _opened_rgb(image, max_pixels=max_pixels)
+    except TooManyPixels:
+        raise
     except Exception as e:  # as in load_rgb: Pillow's decoders raise many types
         raise DataError(_reason(e)) from e
 
@@ -110,14 +116,14 @@ def _pixel_limit() -> int:
 
 
 def _require_pixel_limit(image: Image.Image, max_pixels: int | None = None) -> int:
-    """The image's pixel count from its header; ValueError when it is over `max_pixels` or Pillow's limit (a
+    """The image's pixel count from its header; TooManyPixels when it is over `max_pixels` or Pillow's limit (a
     decompression bomb guard: a few hundred KB of PNG can decode to gigabytes)."""
     width, height = image.size
     pillow = _pixel_limit()
     limit = min(max_pixels, pillow) if max_pixels and pillow else (max_pixels or pillow)
     if limit and width * height > limit:
         how = "raise PIL.Image.MAX_IMAGE_PIXELS to allow larger images" if limit == pillow else "the server's limit"
-        raise ValueError(f"{width}x{height} = {width * height:,} pixels, over the limit of {limit:,} ({how})")
+        raise TooManyPixels(f"{width}x{height} = {width * height:,} pixels, over the limit of {limit:,} ({how})")
     return width * height
 
 

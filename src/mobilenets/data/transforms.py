@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,13 +65,26 @@ def default_preprocess(image_size: int) -> Preprocess:
 
 def eval_transform(p: Preprocess) -> v2.Compose:
     """PIL image or uint8 tensor -> normalised float tensor (3, image_size, image_size)."""
+    return v2.Compose([eval_resize_crop(p), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(p.mean),
+                                                                                                list(p.std))])
+
+
+def eval_resize_crop(p: Preprocess) -> v2.Compose:
+    """The geometry of `eval_transform` alone: PIL image or uint8 tensor -> uint8 tensor (3, image_size,
+    image_size), for callers that normalise a whole batch at once (`normalise`)."""
     return v2.Compose([
         v2.ToImage(),
         v2.Resize(p.resize, interpolation=_interpolation_mode(p.interpolation), antialias=True),
         v2.CenterCrop(p.image_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(p.mean), list(p.std)),
     ])
+
+
+def normalise(images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
+              std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+    """uint8 [..., 3, H, W] (one image or a batch, plain or tv_tensors) -> float32 scaled to [0, 1], minus `mean`,
+    over `std`, as a plain tensor: the last steps of `eval_transform`."""
+    images = F.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True)
+    return F.normalize(images, list(mean), list(std))
 
 
 @dataclass(frozen=True)

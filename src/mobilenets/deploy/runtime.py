@@ -52,8 +52,8 @@ class ExportedModel(ABC):
 class OnnxModel(ExportedModel):
     """An ONNX file on onnxruntime's CPU provider."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        self.session = onnx_session(path, threads or 0)
+    def __init__(self, path: Path, threads: int | None = None, *, spinning: bool = True) -> None:
+        self.session = onnx_session(path, threads or 0, spinning=spinning)
         meta = self.session.get_modelmeta().custom_metadata_map
         model_input = self.session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) else None for d in model_input.shape)
@@ -193,9 +193,10 @@ def onnx_session(path: Path, threads: int, *, spinning: bool = True):
 EXPORTED_SUFFIXES = {".onnx": OnnxModel, ".pte": PteModel}
 
 
-def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedModel:
+def load_exported(path: str | Path, *, threads: int | None = None, spinning: bool = True) -> ExportedModel:
     """An exported model by its suffix: `.onnx` (onnxruntime) or `.pte` (ExecuTorch, needs the [executorch]
-    extra). ValueError naming the file for a missing file, another suffix, or a file its runtime refuses."""
+    extra). ValueError naming the file for a missing file, another suffix, or a file its runtime refuses.
+    `spinning=False`: onnxruntime's threads sleep between runs (see `onnx_session`)."""
     path = Path(path)
     if path.suffix not in EXPORTED_SUFFIXES:
         raise ValueError(f"{path}: not an exported model (expected {' or '.join(EXPORTED_SUFFIXES)})")
@@ -203,4 +204,6 @@ def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedMo
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix == ".pte":
         require("executorch", "executorch", f"running {path.name}")
-    return EXPORTED_SUFFIXES[path.suffix](path, threads)
+    if path.suffix == ".onnx":
+        return OnnxModel(path, threads, spinning=spinning)
+    return PteModel(path, threads)

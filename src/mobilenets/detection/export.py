@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..data.transforms import normalise
 from ..deploy.executorch import export_pte
 from ..deploy.export import export_graph
 from ..deploy.quantize import calibration_batches
 from .checkpoint import Detector
 from .synthetic import SyntheticDetection
-from .transforms import letterbox, normalise
+from .transforms import letterbox
 
 OUTPUT_NAMES = ["heatmap", "size", "offset"]
 FORMATS = ("onnx", "executorch")

@@ -18,7 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..data.transforms import IMAGENET_MEAN, normalise
 
 Target = dict[str, Any]
 DetectionTransform = Callable[[Image.Image, Target], tuple[torch.Tensor, Target]]
@@ -63,12 +63,6 @@ def boxes_to_original(boxes: torch.Tensor, info: LetterboxInfo) -> torch.Tensor:
     pad = boxes.new_tensor(info.pad * 2)
     limits = boxes.new_tensor(info.original_size * 2)
     return torch.minimum((boxes - pad) / scale, limits).clamp(min=0)
-
-
-def normalise(image: torch.Tensor) -> torch.Tensor:
-    """uint8 [3, H, W] (plain or tv_tensors) -> float, ImageNet mean and std, as a plain tensor."""
-    image = F.to_dtype(image.as_subclass(torch.Tensor), torch.float32, scale=True)
-    return F.normalize(image, list(IMAGENET_MEAN), list(IMAGENET_STD))
 
 
 class _Eval:

@@ -12,30 +12,33 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..classification.checkpoint import Classifier, classifier_from_exported, load_classifier
-from ..data.transforms import eval_transform
+from ..classification.checkpoint import Classifier, classifier_from_exported
+from ..data.transforms import eval_resize_crop, normalise
 from ..deploy.runtime import EXPORTED_SUFFIXES, load_exported
 from ..detection.checkpoint import Detector, detector_from_exported, load_detector
 from ..detection.decode import decode
-from ..detection.transforms import boxes_to_original
-from ..detection.transforms import eval_transform as detection_transform
+from ..detection.transforms import boxes_to_original, letterbox
 from ..extras import require
 from ..weights.convert import read_weights
 
 
 class Servable(ABC):
-    """A model as the server sees it: `prepare` (one image, off the event loop) and `answer` (one batch)."""
+    """A model as the server sees it: `prepare` (one image, off the event loop) and `answer` (one batch).
+
+    `prepare` gives uint8 pixels and `answer` normalises the whole batch in one step: per image, the float
+    conversion and normalisation cost more than the network itself for the smallest models."""
 
     task: str
     classes: list[str]
 
     @abstractmethod
     def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Any]:
-        """The network's input for one image (C, H, W) and what `answer` needs to map its output back."""
+        """The network's input pixels for one image (uint8, C, H, W) and what `answer` needs to map its output
+        back."""
 
     @abstractmethod
     def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
-        """One JSON-ready answer per image of the batch."""
+        """One JSON-ready answer per image of the batch (uint8, B, C, H, W)."""
 
     def describe(self) -> dict[str, Any]:
         """What the web page and /health show about the model."""
@@ -49,15 +52,16 @@ class ServedClassifier(Servable):
 
     def __init__(self, classifier: Classifier, top_k: int = 5) -> None:
         self.model, self.classes = classifier.model, classifier.classes
-        self.transform = eval_transform(classifier.preprocess)
+        self.resize_crop, self.preprocess = eval_resize_crop(classifier.preprocess), classifier.preprocess
         self.top_k = min(top_k, len(self.classes))
 
     def prepare(self, image: Image.Image) -> tuple[torch.Tensor, None]:
-        return self.transform(image), None
+        return self.resize_crop(image).as_subclass(torch.Tensor), None
 
     @torch.inference_mode()
     def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
-        top = self.model(images).float().softmax(dim=1).topk(self.top_k)
+        logits = self.model(normalise(images, self.preprocess.mean, self.preprocess.std))
+        top = logits.float().softmax(dim=1).topk(self.top_k)
         return [{"predictions": [{"class": self.classes[i], "score": round(p, 6)} for i, p in
                                  zip(indices.tolist(), scores.tolist(), strict=True)]}
                 for scores, indices in zip(top.values, top.indices, strict=True)]
@@ -70,19 +74,18 @@ class ServedDetector(Servable):
 
     def __init__(self, detector: Detector, threshold: float = 0.3) -> None:
         self.model, self.classes = detector.model, detector.classes
-        self.transform = detection_transform(detector.image_size)
+        self.image_size = detector.image_size
         self.threshold = threshold
 
     def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Any]:
-        x, target = self.transform(image, {"boxes": torch.zeros(0, 4)})
-        return x, target["letterbox"]
+        return letterbox(image, self.image_size)
 
     @torch.inference_mode()
     def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
-        found = decode(*(o.float() for o in self.model(images)), threshold=self.threshold)
+        found = decode(*(o.float() for o in self.model(normalise(images))), threshold=self.threshold)
         answers = []
-        for detections, letterbox in zip(found, contexts, strict=True):
-            boxes = boxes_to_original(detections.boxes, letterbox)
+        for detections, placement in zip(found, contexts, strict=True):
+            boxes = boxes_to_original(detections.boxes, placement)
             answers.append({"detections": [
                 {"class": self.classes[label], "score": round(score, 6),
                  "bbox": [round(v, 2) for v in (x0, y0, x1 - x0, y1 - y0)]}
@@ -95,21 +98,23 @@ def load_servable(path: str | Path, *, work: str | Path | None = None, top_k: in
                   threshold: float = 0.3) -> Servable:
     """A classifier or detector from an exported file (`.onnx`, `.pte`) or a training checkpoint; a checkpoint is
     first exported to ONNX with a dynamic batch into `work` (default: a temporary folder), so that micro-batches
-    run on onnxruntime."""
+    run on onnxruntime. onnxruntime's threads sleep between runs, leaving the cores to the requests' decoding."""
     path = Path(path)
-    if path.suffix in EXPORTED_SUFFIXES:
-        exported = load_exported(path)
-        if "category_ids" in exported.metadata:
-            return ServedDetector(detector_from_exported(exported), threshold)
-        return ServedClassifier(classifier_from_exported(exported), top_k)
+    if path.suffix not in EXPORTED_SUFFIXES:
+        path = _exported_checkpoint(path, Path(work or tempfile.mkdtemp(prefix="mobilenets-serve-")))
+    exported = load_exported(path, spinning=False)
+    if "category_ids" in exported.metadata:
+        return ServedDetector(detector_from_exported(exported), threshold)
+    return ServedClassifier(classifier_from_exported(exported), top_k)
+
+
+def _exported_checkpoint(checkpoint: Path, folder: Path) -> Path:
+    """A training checkpoint exported to dynamic-batch ONNX in `folder`."""
     require("onnxruntime", "deploy", "serving a checkpoint (it runs on onnxruntime)")
-    folder = Path(work or tempfile.mkdtemp(prefix="mobilenets-serve-"))
-    if (read_weights(path).config or {}).get("name") == "centernet":
+    if (read_weights(checkpoint).config or {}).get("name") == "centernet":
         from ..detection.export import export_detector
 
-        exported = export_detector(load_detector(path), folder / "detector.onnx", dynamic_batch=True)
-        return ServedDetector(load_detector(exported), threshold)
+        return export_detector(load_detector(checkpoint), folder / "detector.onnx", dynamic_batch=True)
     from ..classification.export import export_classifier
 
-    exported = export_classifier(path, "onnx", folder / "classifier.onnx", dynamic_batch=True).path
-    return ServedClassifier(load_classifier(exported), top_k)
+    return export_classifier(checkpoint, "onnx", folder / "classifier.onnx", dynamic_batch=True).path
