@@ -43,6 +43,11 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
         if kind == "tuple[float, float]":
             low, high = (float(v) for v in value)
             return low, high
+        if kind.startswith("dict"):
+            value = key_values(value) if isinstance(value, str) else value
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError
+            return dict(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{field.name}: invalid value {value!r}") from None
     return str(value)
@@ -158,6 +163,18 @@ def number_in(low: float, high: float, *, low_open: bool = True, high_open: bool
             raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text!r}")
         return value
     return parse
+
+
+def key_values(text: str) -> dict[str, Any]:
+    """argparse type: `k=v,k=v` as a dict, each value read as YAML (`false`, `0.5`, `none` stay bool, number,
+    text)."""
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got {item!r}")
+        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return values
 
 
 def positive_float(text: str) -> float:

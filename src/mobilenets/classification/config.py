@@ -9,7 +9,16 @@ from typing import Any
 
 from ..engine.config import TrainingOptions, network_problems
 from ..models import list_models
-from ..recipes import ConfigError, make_options, option, path_problems, positive_float, positive_int, range_problems
+from ..recipes import (
+    ConfigError,
+    key_values,
+    make_options,
+    option,
+    path_problems,
+    positive_float,
+    positive_int,
+    range_problems,
+)
 
 __all__ = ["AUTO_AUGMENT", "ConfigError", "TrainConfig", "make_config"]
 
@@ -22,6 +31,10 @@ class TrainConfig(TrainingOptions):
 
     model: str = option("mobilenet_v2", "the zoo network", choices=list_models())
     width: float = option(0.5, "width multiplier α", type=positive_float, metavar="W")
+    model_options: dict[str, Any] | None = option(None, "the network's own options, e.g. shortcut=none,"
+                                                        "linear_bottleneck=false (the model options of "
+                                                        "`mobilenets profile --help`)", type=key_values,
+                                                  metavar="K=V,...")
     dropout: float | None = option(None, "dropout before the classifier (default: the model's)", metavar="P")
     data: str | None = option(None, "ImageFolder root: train/ and val/, or one folder with --val-split "
                                     "(default: the built-in synthetic shapes)", metavar="DIR")
@@ -42,7 +55,7 @@ class TrainConfig(TrainingOptions):
 
     def problems(self) -> list[str]:
         problems = super().problems()
-        problems += network_problems("model", self.model, self.width, self.image_size)
+        problems += network_problems("model", self.model, self.width, self.image_size, self.model_options)
         problems += range_problems(
             positive={"synthetic_train_size": self.synthetic_train_size,
                       "synthetic_val_size": self.synthetic_val_size},

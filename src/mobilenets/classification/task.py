@@ -39,7 +39,8 @@ def _pretrained(config: TrainConfig, num_classes: int) -> MobileNet:
     differ."""
     checkpoint = _pretrained_weights(config)
     model, dropped = pretrained_model(config.model, checkpoint, width_mult=config.width, num_classes=num_classes,
-                                      dropout=config.dropout, new_classifier=True, argument_names=_ARGUMENT_NAMES)
+                                      dropout=config.dropout, new_classifier=True, argument_names=_ARGUMENT_NAMES,
+                                      **(config.model_options or {}))
     note = (f"; its classifier has {dropped} classes and this data {num_classes}: the classifier is "
             f"re-initialised" if dropped is not None else "")
     log.info("initialised from %s (%s layout)%s", config.pretrained, checkpoint.layout, note)
@@ -68,7 +69,7 @@ class ClassificationTask(Task):
     def build_model(self, config: TrainConfig, data: TaskData) -> MobileNet:
         if config.pretrained is None:
             model = build_model(config.model, width_mult=config.width, num_classes=len(data.classes),
-                                dropout=config.dropout)
+                                dropout=config.dropout, **(config.model_options or {}))
         else:
             model = _pretrained(config, len(data.classes))
         if config.freeze_backbone:

@@ -21,7 +21,7 @@ from ..extras import MissingExtra
 from ..models import MAX_WIDTH, MobileNet, architecture_options, build_model, list_models
 from ..recipes import add_options, count, number_in, options_given
 
-COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect", "serve")
+COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect", "serve", "experiment")
 
 
 # what the API raises for bad input: ValueError (ConfigError, DataError, WeightsError) or FileNotFoundError; a
@@ -49,13 +49,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool 
                         help="width multiplier α (1.0)")
     parser.add_argument("--num-classes", type=count, default=1000, metavar="K", help="classes (1000; 0: no classifier)")
     options = parser.add_argument_group("model options (only those of the chosen model are accepted)")
-    for name, (default, summary, models) in architecture_options().items():
-        flag = f"--{name.replace('_', '-')}"
-        if default:  # on by default: --no-<name> gives the variant the summary describes
+    for name, (option, models) in architecture_options().items():
+        flag, takers = f"--{name.replace('_', '-')}", ", ".join(models)
+        if option.kind is not bool:
+            shown = "" if option.default is None else f" ({option.default})"
+            options.add_argument(flag, type=option.kind, choices=option.choices or None, default=None,
+                                 metavar=None if option.choices else option.kind.__name__.upper(),
+                                 help=f"{takers}: {option.summary}{shown}")
+        elif option.default:  # on by default: --no-<name> gives the variant the summary describes
             options.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                 help=f"{', '.join(models)}: on by default; --no-{flag[2:]}: {summary}")
+                                 help=f"{takers}: on by default; --no-{flag[2:]}: {option.summary}")
         else:
-            options.add_argument(flag, action="store_true", default=None, help=f"{', '.join(models)}: {summary}")
+            options.add_argument(flag, action="store_true", default=None, help=f"{takers}: {option.summary}")
 
 
 def model_from_args(args: argparse.Namespace) -> MobileNet:

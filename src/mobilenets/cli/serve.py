@@ -49,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    # Requests are decoded and resized in parallel threads: one thread per torch operation avoids oversubscribing
-    # the cores (the network runs on its own runtime's threads).
-    torch.set_num_threads(1)
     from ..serve import create_app
 
     _require_free_port(args.host, args.port)  # before loading the model, which can take a while
+    # Requests are decoded and resized in parallel threads: one thread per torch operation avoids oversubscribing
+    # the cores (the network runs on its own runtime's threads).
+    torch.set_num_threads(1)
     app = create_app(model_source(args), max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
                      api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
                      max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..models import MAX_WIDTH, list_models
+from ..models import MAX_WIDTH, build_model, list_models
 from ..recipes import (
     MAX_RESOLUTION,
     count,
@@ -71,12 +71,19 @@ class TrainingOptions:
 
 
 
-def network_problems(option: str, name: str, width: float, image_size: int) -> list[str]:
-    """A zoo network (named by `option`), width multiplier or input size out of any sensible range: refused
-    before memory is spent on it."""
+def network_problems(option: str, name: str, width: float, image_size: int,
+                     options: dict[str, Any] | None = None, options_name: str = "model_options") -> list[str]:
+    """A zoo network (named by `option`), width multiplier, input size or model options (`options`, the
+    network's own: see `build_model`) that cannot be built: refused before memory is spent on it."""
     problems = [] if name in list_models() else [f"{option}: unknown {name!r}; choose from {', '.join(list_models())}"]
     if not 0 < width <= MAX_WIDTH:
         problems.append(f"width: must be in (0, {MAX_WIDTH:g}], got {width}")
+    if options and not problems:
+        try:
+            with torch.device("meta"):  # checks every option's name and value without allocating the network
+                build_model(name, width_mult=width, num_classes=2, **options)
+        except (TypeError, ValueError) as e:
+            problems.append(f"{options_name}: {e}")
     if not 32 <= image_size <= MAX_RESOLUTION:
         problems.append(f"image_size: must be between 32 and {MAX_RESOLUTION}, got {image_size}")
     return problems

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import ClassifierHead, DepthwiseSeparable, InvertedResidual
+from .blocks import ClassifierHead, DepthwiseSeparable, ExpansionResidual, InvertedResidual
 from .layers import LayerFactory, make_divisible
 from .specs import Architecture, Bneck, Bottleneck, Conv, Row, Separable
 
@@ -98,8 +98,8 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _row_layers(row: Row, in_channels: int, base_in: int, width_mult: float,
-                layers: LayerFactory) -> list[nn.Module]:
+def _row_layers(row: Row, in_channels: int, base_in: int, width_mult: float, layers: LayerFactory,
+                arch: Architecture) -> list[nn.Module]:
     """The modules of one table row at width multiplier `width_mult`; every width goes through make_divisible.
 
     `base_in` is the row's input width at α = 1. A V3 expansion width is a multiple of the block's input
@@ -112,19 +112,36 @@ def _row_layers(row: Row, in_channels: int, base_in: int, width_mult: float,
         return [layers.conv(in_channels, out, row.kernel, row.stride, act=row.act)]
     if isinstance(row, Separable):
         return [DepthwiseSeparable(in_channels, make_divisible(row.out * width_mult), row.stride, row.act, layers)]
+    shortcut = arch.shortcut == "bottleneck"
     if isinstance(row, Bottleneck):
         out, blocks = make_divisible(row.c * width_mult), []
         for i in range(row.n):
             blocks.append(InvertedResidual(in_channels, round(in_channels * row.t), out, 3,
-                                           row.s if i == 0 else 1, row.act, None, layers))
+                                           row.s if i == 0 else 1, row.act, None, layers,
+                                           project_act=row.project_act, shortcut=shortcut))
             in_channels = out
         return blocks
     if isinstance(row, Bneck):
         expanded = make_divisible(in_channels * row.exp / base_in)
-        se_channels = make_divisible(expanded / 4) if row.se else None
+        se_channels = make_divisible(expanded * arch.se_ratio) if row.se else None
         return [InvertedResidual(in_channels, expanded, make_divisible(row.out * width_mult), row.kernel,
-                                 row.stride, row.act, se_channels, layers, dilation=row.dilation)]
+                                 row.stride, row.act, se_channels, layers, dilation=row.dilation,
+                                 project_act=row.project_act, shortcut=shortcut, se_gate=arch.se_gate)]
     raise TypeError(f"unknown row type {type(row).__name__}")
+
+
+def _expansion_shortcuts(modules: list[nn.Module]) -> list[nn.Module]:
+    """The same layers regrouped so that the shortcuts join the blocks' expansions: the first block's expansion
+    on its own, then one ExpansionResidual per block (see there)."""
+    blocks = [i for i, m in enumerate(modules) if isinstance(m, InvertedResidual)]
+    first, last = blocks[0], blocks[-1]
+    if blocks != list(range(first, last + 1)):
+        raise ValueError("expansion shortcuts need the inverted residuals in one run")
+    chain = [modules[i] for i in blocks]
+    regrouped = [ExpansionResidual(block, following)
+                 for block, following in zip(chain, [*chain[1:], None], strict=True)]
+    lead = [chain[0].expand] if not isinstance(chain[0].expand, nn.Identity) else []
+    return [*modules[:first], *lead, *regrouped, *modules[last + 1:]]
 
 
 def _out_channels(module: nn.Module) -> int:
@@ -143,16 +160,22 @@ def _stride(module: nn.Module) -> int:
 def build_mobilenet(arch: Architecture, *, width_mult: float, num_classes: int, dropout: float | None,
                     layers: LayerFactory, config: dict[str, Any] | None = None) -> MobileNet:
     """Turn an architecture table into a MobileNet, recording each output stride's last layer as it goes."""
+    built: list[nn.Module] = []
+    in_channels, base_in = 3, 3
+    for row in arch.rows:
+        for module in _row_layers(row, in_channels, base_in, width_mult, layers, arch):
+            in_channels = _out_channels(module)
+            built.append(module)
+        base_in = row.c if isinstance(row, Bottleneck) else row.out
+    if arch.shortcut == "expansion":
+        built = _expansion_shortcuts(built)
     modules: list[nn.Module] = []
     info: dict[int, FeatureInfo] = {}
-    in_channels, base_in, stride = 3, 3, 1
-    for row in arch.rows:
-        for module in _row_layers(row, in_channels, base_in, width_mult, layers):
-            in_channels = _out_channels(module)
-            stride *= _stride(module)
-            info[stride] = FeatureInfo(stride, in_channels, len(modules))
-            modules.append(module)
-        base_in = row.c if isinstance(row, Bottleneck) else row.out
+    stride = 1
+    for module in built:
+        stride *= _stride(module)
+        info[stride] = FeatureInfo(stride, _out_channels(module), len(modules))
+        modules.append(module)
     hidden = make_divisible(arch.head_hidden * max(1.0, width_mult)) if arch.head_hidden else None
     act = layers.activation(arch.head_act)() if hidden else None
     head = ClassifierHead(in_channels, num_classes, hidden, act, arch.dropout if dropout is None else dropout)

@@ -3,8 +3,10 @@ above the zoo, also loads weights)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -17,21 +19,61 @@ from .specs import (
     MOBILENET_V2,
     MOBILENET_V3_LARGE,
     MOBILENET_V3_SMALL,
+    SHORTCUTS,
     Architecture,
     dilated,
+    hardswish_from,
     minimalistic,
+    nonlinear_bottlenecks,
     reduced_tail,
     standard_convolutions,
+    swish,
+    without_se,
 )
 
-# Each model: its table, and its own options as {name: (default, transform applied when not the default)}.
-Transform = Callable[[Architecture], Architecture]
-_V3_OPTIONS: dict[str, tuple[bool, Transform]] = {
-    "minimal": (False, minimalistic), "reduced_tail": (False, reduced_tail), "dilated": (False, dilated),
+
+@dataclass(frozen=True)
+class ArchitectureOption:
+    """One of a model's own options: its default, how a value changes the table, and the values it takes
+    (`kind`, and `choices` when only some are allowed)."""
+
+    default: Any
+    apply: Callable[[Architecture, Any], Architecture]
+    summary: str
+    kind: type = bool
+    choices: tuple[Any, ...] = ()
+
+
+def _flag(transform: Callable[[Architecture], Architecture], default: bool = False) -> ArchitectureOption:
+    """An on/off option whose non-default value applies `transform` (its docstring's first line says what)."""
+    return ArchitectureOption(default, lambda arch, value: transform(arch),
+                              (transform.__doc__ or "").strip().splitlines()[0])
+
+
+def _field(name: str, summary: str, kind: type, choices: tuple[Any, ...] = ()) -> ArchitectureOption:
+    """An option that sets the Architecture field `name`."""
+    default = next(f.default for f in dataclasses.fields(Architecture) if f.name == name)
+    return ArchitectureOption(default, lambda arch, value: dataclasses.replace(arch, **{name: value}), summary,
+                              kind, choices)
+
+
+_INVERTED_RESIDUAL_OPTIONS = {
+    "linear_bottleneck": _flag(nonlinear_bottlenecks, default=True),
+    "shortcut": _field("shortcut", "which tensors the shortcuts join (V2 paper, Figure 6b)", str, SHORTCUTS),
 }
-_MODELS: dict[str, tuple[Architecture, dict[str, tuple[bool, Transform]]]] = {
-    "mobilenet_v1": (MOBILENET_V1, {"separable": (True, standard_convolutions)}),
-    "mobilenet_v2": (MOBILENET_V2, {}),
+_V3_OPTIONS = {
+    "minimal": _flag(minimalistic), "reduced_tail": _flag(reduced_tail), "dilated": _flag(dilated),
+    **_INVERTED_RESIDUAL_OPTIONS,
+    "se": _flag(without_se, default=True),
+    "se_ratio": _field("se_ratio", "squeeze width over expanded width", float),
+    "se_gate": _field("se_gate", "the squeeze-excitation's gate", str, ("hardsigmoid", "sigmoid")),
+    "hardswish_from": ArchitectureOption(None, hardswish_from, "ReLU before the first layer this wide (at α = 1), "
+                                                               "hard-swish from it on (V3 paper's h-swish @N)", int),
+    "swish": _flag(swish),
+}
+_MODELS: dict[str, tuple[Architecture, dict[str, ArchitectureOption]]] = {
+    "mobilenet_v1": (MOBILENET_V1, {"separable": _flag(standard_convolutions, default=True)}),
+    "mobilenet_v2": (MOBILENET_V2, _INVERTED_RESIDUAL_OPTIONS),
     "mobilenet_v3_large": (MOBILENET_V3_LARGE, _V3_OPTIONS),
     "mobilenet_v3_small": (MOBILENET_V3_SMALL, _V3_OPTIONS),
 }
@@ -44,15 +86,31 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def architecture_options() -> dict[str, tuple[bool, str, list[str]]]:
-    """Each model's own options (`separable`, `minimal`, ...) as {name: (default, what the non-default does, the
-    models that take it)}: the one list the command line builds its flags from."""
-    options: dict[str, tuple[bool, str, list[str]]] = {}
+def architecture_options() -> dict[str, tuple[ArchitectureOption, list[str]]]:
+    """Each model's own options (`separable`, `minimal`, `shortcut`, ...) and the models that take them: the one
+    list the command line builds its flags from."""
+    options: dict[str, tuple[ArchitectureOption, list[str]]] = {}
     for model, (_, own) in sorted(_MODELS.items()):
-        for name, (default, transform) in own.items():
-            summary = (transform.__doc__ or "").strip().splitlines()[0]
-            options[name] = (default, summary, [*options.get(name, (None, None, []))[2], model])
+        for name, option in own.items():
+            options[name] = (option, [*options.get(name, (None, []))[1], model])
     return options
+
+
+def _checked(name: str, option: ArchitectureOption, value: Any) -> Any:
+    """`value` if `option` takes it (an int where a float is wanted becomes a float); TypeError or ValueError
+    naming the option otherwise."""
+    if value is None and option.default is None:
+        return None
+    if option.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, option.kind) or (option.kind is not bool and isinstance(value, bool)):
+        raise TypeError(f"{name} must be {'True or False' if option.kind is bool else 'a ' + option.kind.__name__}"
+                        f", got {value!r}")
+    if option.choices and value not in option.choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, option.choices))}, got {value!r}")
+    if option.kind is float and not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return value
 
 
 def _norm_factory(norm_layer: str | ModuleFactory, eps: float, momentum: float) -> ModuleFactory:
@@ -98,12 +156,12 @@ def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, 
     if unknown:
         allowed = sorted(set(own_options) | set(_COMMON_OPTIONS))
         raise TypeError(f"{name} has no option {unknown[0]!r}; its options are {', '.join(allowed)}")
-    if wrong := [k for k in (*own_options, "tf_padding") if not isinstance(options.get(k, False), bool)]:
-        raise TypeError(f"{wrong[0]} must be True or False, got {options[wrong[0]]!r}")
-    flags = {k: options.get(k, default) for k, (default, _) in own_options.items()}
-    for flag, (default, transform) in own_options.items():
-        if flags[flag] != default:
-            arch = transform(arch)
+    if not isinstance(options.get("tf_padding", False), bool):
+        raise TypeError(f"tf_padding must be True or False, got {options['tf_padding']!r}")
+    flags = {k: _checked(k, option, options.get(k, option.default)) for k, option in own_options.items()}
+    for flag, option in own_options.items():
+        if flags[flag] != option.default:
+            arch = option.apply(arch, flags[flag])
     tf_padding = bool(options.get("tf_padding", False))
     bn_eps = float(options.get("bn_eps", 1e-3 if tf_padding else 1e-5))
     act_layer = options.get("act_layer")

@@ -39,6 +39,7 @@ class Bottleneck:
     n: int
     s: int
     act: str = "relu6"
+    project_act: str | None = None  # None: the linear bottleneck of the paper
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Bneck:
     act: str
     stride: int
     dilation: int = 1
+    project_act: str | None = None  # None: the linear bottleneck of the paper
 
 
 Row = Conv | Separable | Bottleneck | Bneck
@@ -65,6 +67,12 @@ class Architecture:
     head_hidden: int | None = None  # V3's 1x1 conv without BN after pooling (1280 / 1024); never shrinks
     head_act: str = "hardswish"
     dropout: float = 0.2
+    shortcut: str = "bottleneck"  # which tensors the identity shortcuts join: one of SHORTCUTS
+    se_ratio: float = 0.25  # squeeze width / expanded width
+    se_gate: str = "hardsigmoid"  # the squeeze-excitation's gate
+
+
+SHORTCUTS = ("bottleneck", "expansion", "none")  # V2 paper, Figure 6b
 
 
 RE, HS = "relu", "hardswish"
@@ -187,3 +195,33 @@ def dilated(arch: Architecture) -> Architecture:
     rows = [dataclasses.replace(row, stride=1, dilation=2) if i >= start and isinstance(row, Bneck) else row
             for i, row in enumerate(arch.rows)]
     return dataclasses.replace(arch, rows=tuple(rows))
+
+
+def nonlinear_bottlenecks(arch: Architecture) -> Architecture:
+    """The block's activation after the projection too: no linear bottleneck (the V2 paper's Figure 6a)."""
+    rows = tuple(dataclasses.replace(r, project_act=r.act) if isinstance(r, Bottleneck | Bneck) else r
+                 for r in arch.rows)
+    return dataclasses.replace(arch, rows=rows)
+
+
+def without_se(arch: Architecture) -> Architecture:
+    """V3 without squeeze-excitation."""
+    return dataclasses.replace(arch, rows=tuple(dataclasses.replace(r, se=False) if isinstance(r, Bneck) else r
+                                                for r in arch.rows))
+
+
+def hardswish_from(arch: Architecture, width: int) -> Architecture:
+    """ReLU before the first layer whose width (at α = 1) is `width`, hard-swish from it on: the V3 paper's
+    "h-swish @N" placement study (@16 on V3-Large: everywhere, the stem included)."""
+    widths = [r.out for r in arch.rows]
+    if width not in widths:
+        raise ValueError(f"hardswish_from: no layer is {width} wide; choose from {sorted(set(widths))}")
+    start = widths.index(width)
+    rows = tuple(dataclasses.replace(r, act=HS if i >= start else RE) for i, r in enumerate(arch.rows))
+    return dataclasses.replace(arch, rows=rows)
+
+
+def swish(arch: Architecture) -> Architecture:
+    """Swish (x * sigmoid(x)) wherever the table has hard-swish: the function hard-swish approximates."""
+    rows = tuple(dataclasses.replace(r, act="silu") if r.act == HS else r for r in arch.rows)
+    return dataclasses.replace(arch, rows=rows, head_act="silu" if arch.head_act == HS else arch.head_act)

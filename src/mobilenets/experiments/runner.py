@@ -1,0 +1,171 @@
+"""Run an experiment: every variant x seed trained with the one training function of its task, each run in its
+own folder (an interrupted experiment continues: finished runs are read back, an unfinished one resumes from
+its last epoch), then costs from the profile and latencies on the CPU backends, then the report."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from .. import cpu
+from ..deploy.bench import BACKENDS, make_runner
+from ..deploy.timing import interleaved, median_p90
+from ..profile import profile
+from ..weights import load
+from .definitions import CLASSIFICATION, EXPERIMENTS, QUICK, Experiment, Variant
+from .report import RunResult, write_report
+
+log = logging.getLogger(__name__)
+
+LATENCY_RUNS = 40
+
+
+class ExperimentError(ValueError):
+    """An experiment that cannot run as asked (unknown name, bad option); the message is one line."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will run: the experiment, the seeds, the options every run shares, and where it all goes."""
+
+    experiment: Experiment
+    seeds: tuple[int, ...]
+    shared: dict[str, Any]
+    output: Path
+    backends: tuple[str, ...]
+
+    def run_folder(self, variant: Variant, seed: int) -> Path:
+        slug = re.sub(r"[^a-z0-9]+", "-", variant.label.lower()).strip("-")
+        return self.output / "runs" / f"{slug}-seed{seed}"
+
+
+def plan(name: str, *, seeds: int = 3, epochs: int | None = None, quick: bool = False, data: str | None = None,
+         output: str | Path | None = None, options: dict[str, Any] | None = None,
+         backends: Sequence[str] | None = None) -> Plan:
+    """The runs of experiment `name` (`options`: more training options for every run, e.g. a smaller built-in
+    set; `backends`: the CPU backends to time, default the experiment's); ExperimentError for an unknown name or
+    a bad option."""
+    if name not in EXPERIMENTS:
+        raise ExperimentError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    if seeds < 1 or (epochs is not None and epochs < 1):
+        raise ExperimentError(f"--seeds and --epochs must be at least 1, got {seeds} and {epochs}")
+    experiment = EXPERIMENTS[name]
+    shared = {**experiment.base, **(QUICK[experiment.task] if quick else {})}
+    if epochs is not None:
+        shared["epochs"] = epochs
+    if data is not None:
+        shared = {k: v for k, v in shared.items() if not k.startswith("synthetic_")} | {"data": data}
+    varied = {k for v in experiment.variants for k in v.options}
+    if clash := sorted(varied & set(options or {})):
+        raise ExperimentError(f"{clash[0]} is what experiment {name} varies: it cannot be set for every run")
+    shared |= options or {}
+    backends = experiment.backends if backends is None else tuple(backends)
+    if unknown := [b for b in backends if b not in BACKENDS]:
+        raise ExperimentError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
+    return Plan(experiment, tuple(range(seeds)), shared, Path(output or Path("runs/experiments") / name),
+                backends)
+
+
+def run_experiment(name: str, *, seeds: int = 3, epochs: int | None = None, quick: bool = False,
+                   data: str | None = None, output: str | Path | None = None, options: dict[str, Any] | None = None,
+                   backends: Sequence[str] | None = None, progress: bool = True) -> Path:
+    """Run (or continue) experiment `name` and write its report; returns the report's folder (report.md,
+    results.csv, plot.png). Latencies are measured on the experiment's backends whose runtime is installed."""
+    todo = plan(name, seeds=seeds, epochs=epochs, quick=quick, data=data, output=output, options=options,
+                backends=backends)
+    todo.output.mkdir(parents=True, exist_ok=True)
+    experiment, started = todo.experiment, time.perf_counter()
+    runs = [(variant, seed) for seed in todo.seeds for variant in experiment.variants]
+    results: list[RunResult] = []
+    with tqdm(runs, desc=f"experiment {name}", unit="run", disable=not progress, dynamic_ncols=True) as bar:
+        for variant, seed in bar:
+            bar.set_postfix_str(f"{variant.label}, seed {seed}")
+            results.append(_trained(todo, variant, seed))
+    latency = _latencies(todo, progress) if installed_backends(todo.backends) else {}
+    return write_report(experiment, todo.shared, results, latency, todo.output,
+                        minutes=(time.perf_counter() - started) / 60)
+
+
+def train_options(todo: Plan, variant: Variant, seed: int) -> dict[str, Any]:
+    """The training options of one run: the shared ones, the variant's, the seed and the run's folder."""
+    return {**todo.shared, **variant.options, "seed": seed, "output": str(todo.run_folder(variant, seed)),
+            "resume": True}
+
+
+def _trained(todo: Plan, variant: Variant, seed: int) -> RunResult:
+    """One run's result: read back if it finished before, else trained (resumed from its last epoch if any)."""
+    folder = todo.run_folder(variant, seed)
+    if not (folder / "summary.json").is_file():
+        _train(todo.experiment.task, train_options(todo, variant, seed))
+    return _read_run(folder, variant, seed)
+
+
+def _train(task: str, options: dict[str, Any]) -> None:
+    if task == CLASSIFICATION:
+        from ..classification.task import train
+
+        train(progress=False, **options)
+    else:
+        from ..detection.task import train_detector
+
+        train_detector(progress=False, **options)
+
+
+def _read_run(folder: Path, variant: Variant, seed: int) -> RunResult:
+    """A finished run's last-epoch metrics, its seconds, and its network's parameters and MAdds."""
+    summary = json.loads((folder / "summary.json").read_text())
+    with open(folder / "metrics.csv", newline="") as file:
+        last = list(csv.DictReader(file))[-1]
+    image_size = int(yaml.safe_load((folder / "config.yaml").read_text())["image_size"])
+    cost = profile(load(folder / "best.safetensors"), image_size)
+    metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k != "epoch"}
+    return RunResult(variant.label, seed, metrics, cost.params, cost.madds, float(summary["seconds"]))
+
+
+def installed_backends(backends: Sequence[str]) -> list[str]:
+    """The backends whose runtime is installed (onnxruntime and ExecuTorch are extras); one log line for the
+    others."""
+    runtimes = {"onnxruntime": "onnxruntime", "executorch": "executorch"}
+    missing = {b for b in backends for prefix, module in runtimes.items()
+               if b.startswith(prefix) and importlib.util.find_spec(module) is None}
+    if missing:
+        log.info("not timed (runtime not installed): %s", ", ".join(sorted(missing)))
+    return [b for b in backends if b not in missing]
+
+
+def _latencies(todo: Plan, progress: bool) -> dict[str, dict[str, float]]:
+    """Median ms per image of each variant's network (seed 0's, at the experiment's latency resolution, batch 1)
+    on each backend, the variants interleaved per backend; cached in latency.json, measured once."""
+    cache = todo.output / "latency.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    experiment, backends = todo.experiment, installed_backends(todo.backends)
+    x = torch.randn(1, 3, experiment.latency_resolution, experiment.latency_resolution)
+    measured: dict[str, dict[str, float]] = {}
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as work:
+        for backend in tqdm(backends, desc="latency", unit="backend", disable=not progress):
+            runners = {}
+            for i, variant in enumerate(experiment.variants):
+                folder = Path(work) / f"{backend}-{i}"
+                folder.mkdir()
+                model = load(todo.run_folder(variant, todo.seeds[0]) / "best.safetensors").eval()
+                runners[variant.label] = make_runner(model, backend, x, folder, threads)
+            times = interleaved(runners, runs=LATENCY_RUNS, rounds=5)
+            measured[backend] = {label: round(median_p90([t for r in rounds for t in r])[0], 3)
+                                 for label, rounds in times.items()}
+    cache.write_text(json.dumps({**measured, "cpu": cpu.summary()}, indent=2))
+    return measured | {"cpu": cpu.summary()}
