@@ -128,7 +128,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         CLASSIFICATION, {**_SHAPES, "width": 0.5},
         (Variant("mobilenet_v1", {"model": "mobilenet_v1"}), Variant("mobilenet_v2", {"model": "mobilenet_v2"})),
         (Claim("V2 is more accurate than V1 (72.0 vs 70.6 at α 1 on ImageNet)", "mobilenet_v2", "mobilenet_v1"),),
-        backends=("eager", "onnxruntime", "onnxruntime-int8", "executorch", "executorch-int8")),
+        backends=("eager", "channels_last", "torchscript", "onnxruntime", "onnxruntime-int8", "executorch",
+                  "executorch-int8")),  # every backend but torch.compile, which compiles for minutes
     Experiment(
         "detector-backbone", "CenterNet on V1, V2, V3-Large and V3-Small backbones at the same budget (the "
                              "practical article: V1's loss stays near 4.0, V2's falls below 0.5)",
