@@ -18,6 +18,7 @@ from mobilenets.experiments.definitions import Claim
 from mobilenets.experiments.report import RunResult, cost_exponent, judge
 from mobilenets.models.blocks import ExpansionResidual, InvertedResidual
 from mobilenets.models.layers import make_divisible
+from mobilenets.recipes import ConfigError
 
 
 def _count(model: nn.Module, kind: type) -> int:
@@ -130,6 +131,12 @@ def test_every_experiment_varies_only_its_factor():
         plan("shortcut", backends=["gpu"])
 
 
+def test_a_bad_training_option_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size: invalid value 'many'"):
+        run_experiment("se", output=tmp_path / "se", options={"batch_size": "many"}, progress=False)
+    assert not (tmp_path / "se").exists()
+
+
 TINY = {"synthetic_train_size": 96, "synthetic_val_size": 48, "image_size": 32, "batch_size": 32}
 
 
@@ -163,3 +170,7 @@ def test_an_interrupted_experiment_continues_to_the_same_results(tmp_path, monke
     again = run_experiment("linear-bottleneck", output=tmp_path / "again", **options)
     assert len(trained) == 4 and len(set(trained)) == 4  # the two finished runs were not trained again
     assert _rows(again / "results.csv") == _rows(whole / "results.csv")
+    with pytest.raises(ExperimentError, match=r"holds other options \(epochs\): give another --output"):
+        run_experiment("linear-bottleneck", output=again, **{**options, "epochs": 2})
+    with pytest.raises(ExperimentError, match="holds experiment 'linear-bottleneck'"):
+        run_experiment("shortcut", output=again, **options)

@@ -3,7 +3,7 @@ base options plus the one factor that changes. Everything else (data, schedule, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 CLASSIFICATION, DETECTION = "classification", "detection"
@@ -44,7 +44,7 @@ class Experiment:
     backends: tuple[str, ...] = ("eager", "onnxruntime")
     latency_resolution: int = 224
     scaling: str | None = None  # "width" or "image_size": MAdds against this factor, fitted exponent
-    metrics: tuple[str, ...] = field(default=("top1", "train_loss"))
+    metrics: tuple[str, ...] = ("top1", "train_loss")
 
 
 # The built-in shapes at 64 px: 5 epochs of 5,000 images, 30-80 s per run on 2 cores, so that the largest experiment

@@ -21,6 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from .. import cpu
+from .._atomic import write_text
 from ..deploy.bench import BACKENDS, make_runner
 from ..deploy.timing import interleaved, median_p90
 from ..profile import profile
@@ -86,9 +87,11 @@ def run_experiment(name: str, *, seeds: int = 3, epochs: int | None = None, quic
     results.csv, plot.png). Latencies are measured on the experiment's backends whose runtime is installed."""
     todo = plan(name, seeds=seeds, epochs=epochs, quick=quick, data=data, output=output, options=options,
                 backends=backends)
-    todo.output.mkdir(parents=True, exist_ok=True)
     experiment, started = todo.experiment, time.perf_counter()
     runs = [(variant, seed) for seed in todo.seeds for variant in experiment.variants]
+    for variant, seed in runs:  # every run's options checked before the first one trains
+        training_config(experiment.task, train_options(todo, variant, seed))
+    _claim_folder(todo)
     results: list[RunResult] = []
     with tqdm(runs, desc=f"experiment {name}", unit="run", disable=not progress, dynamic_ncols=True) as bar:
         for variant, seed in bar:
@@ -97,6 +100,28 @@ def run_experiment(name: str, *, seeds: int = 3, epochs: int | None = None, quic
     latency = _latencies(todo, progress) if installed_backends(todo.backends) else {}
     return write_report(experiment, todo.shared, results, latency, todo.output,
                         minutes=(time.perf_counter() - started) / 60)
+
+
+def _claim_folder(todo: Plan) -> None:
+    """Create the output folder with plan.json (the experiment and its shared options), or check that the one
+    there is this plan's: finished runs are only read back into the experiment they were trained for."""
+    wanted = {"experiment": todo.experiment.name, "shared": todo.shared}
+    record = todo.output / "plan.json"
+    if record.is_file():
+        found = json.loads(record.read_text())
+        if found != json.loads(json.dumps(wanted)):
+            differ = sorted(k for k in {*found.get("shared", {}), *todo.shared}
+                            if found.get("shared", {}).get(k) != todo.shared.get(k))
+            what = f"experiment {found.get('experiment')!r}" if found.get("experiment") != todo.experiment.name \
+                else f"other options ({', '.join(differ)})"
+            raise ExperimentError(f"{todo.output} holds {what}: give another --output, or the same options to "
+                                  f"continue it")
+        return
+    try:
+        todo.output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExperimentError(f"{todo.output}: cannot create the output folder ({e.strerror})") from None
+    write_text(record, json.dumps(wanted, indent=2))
 
 
 def train_options(todo: Plan, variant: Variant, seed: int) -> dict[str, Any]:
@@ -113,15 +138,27 @@ def _trained(todo: Plan, variant: Variant, seed: int) -> RunResult:
     return _read_run(folder, variant, seed)
 
 
+def training_config(task: str, options: dict[str, Any]) -> Any:
+    """The task's checked training config for `options` (ConfigError naming a bad option)."""
+    if task == CLASSIFICATION:
+        from ..classification.config import make_config
+
+        return make_config(**options)
+    from ..detection.config import make_detect_config
+
+    return make_detect_config(**options)
+
+
 def _train(task: str, options: dict[str, Any]) -> None:
+    config = training_config(task, options)
     if task == CLASSIFICATION:
         from ..classification.task import train
 
-        train(progress=False, **options)
+        train(config, progress=False)
     else:
         from ..detection.task import train_detector
 
-        train_detector(progress=False, **options)
+        train_detector(config, progress=False)
 
 
 def _read_run(folder: Path, variant: Variant, seed: int) -> RunResult:
@@ -149,10 +186,10 @@ def installed_backends(backends: Sequence[str]) -> list[str]:
 def _latencies(todo: Plan, progress: bool) -> dict[str, dict[str, float]]:
     """Median ms per image of each variant's network (seed 0's, at the experiment's latency resolution, batch 1)
     on each backend, the variants interleaved per backend; cached in latency.json, measured once."""
-    cache = todo.output / "latency.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
     experiment, backends = todo.experiment, installed_backends(todo.backends)
+    cache = todo.output / "latency.json"
+    if cache.is_file() and set(cached := json.loads(cache.read_text())) - {"cpu"} == set(backends):
+        return cached
     x = torch.randn(1, 3, experiment.latency_resolution, experiment.latency_resolution)
     measured: dict[str, dict[str, float]] = {}
     threads = torch.get_num_threads()
@@ -167,5 +204,5 @@ def _latencies(todo: Plan, progress: bool) -> dict[str, dict[str, float]]:
             times = interleaved(runners, runs=LATENCY_RUNS, rounds=5)
             measured[backend] = {label: round(median_p90([t for r in rounds for t in r])[0], 3)
                                  for label, rounds in times.items()}
-    cache.write_text(json.dumps({**measured, "cpu": cpu.summary()}, indent=2))
+    write_text(cache, json.dumps({**measured, "cpu": cpu.summary()}, indent=2))
     return measured | {"cpu": cpu.summary()}
