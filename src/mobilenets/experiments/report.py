@@ -108,8 +108,8 @@ def write_report(experiment: Experiment, shared: dict[str, Any], results: list[R
                      f"{cost[label][1] / 1e6:.1f}M | {runs} |")
     lines += ["", "## Claims", "", "| claim | metric | difference | noise (2 SE) | outcome |",
               "|---|---|---:|---:|---|"]
-    verdicts = [judge(c, by_variant(results, c.metric)[c.better], by_variant(results, c.metric)[c.worse])
-                for c in experiment.claims]
+    claimed = {c.metric: by_variant(results, c.metric) for c in experiment.claims}
+    verdicts = [judge(c, claimed[c.metric][c.better], claimed[c.metric][c.worse]) for c in experiment.claims]
     for v in verdicts:
         lines.append(f"| {v.claim.text} ({v.claim.better} vs {v.claim.worse}) | {v.claim.metric} | "
                      f"{v.difference:+.4f} | {v.noise:.4f} | {v.outcome} |")

@@ -97,7 +97,8 @@ def run_experiment(name: str, *, seeds: int = 3, epochs: int | None = None, quic
         for variant, seed in bar:
             bar.set_postfix_str(f"{variant.label}, seed {seed}")
             results.append(_trained(todo, variant, seed))
-    latency = _latencies(todo, progress) if installed_backends(todo.backends) else {}
+    backends = installed_backends(todo.backends)
+    latency = _latencies(todo, backends, progress) if backends else {}
     return write_report(experiment, todo.shared, results, latency, todo.output,
                         minutes=(time.perf_counter() - started) / 60)
 
@@ -183,10 +184,10 @@ def installed_backends(backends: Sequence[str]) -> list[str]:
     return [b for b in backends if b not in missing]
 
 
-def _latencies(todo: Plan, progress: bool) -> dict[str, dict[str, float]]:
+def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dict[str, float]]:
     """Median ms per image of each variant's network (seed 0's, at the experiment's latency resolution, batch 1)
     on each backend, the variants interleaved per backend; cached in latency.json, measured once."""
-    experiment, backends = todo.experiment, installed_backends(todo.backends)
+    experiment = todo.experiment
     cache = todo.output / "latency.json"
     if cache.is_file() and set(cached := json.loads(cache.read_text())) - {"cpu"} == set(backends):
         return cached
