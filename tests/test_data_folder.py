@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from mobilenets.data import DataError, ImageFiles, load_rgb, resolve_image_folder, scan_image_folder
+from mobilenets.data.folder import decode_rgb
 
 SIZE = (12, 10)  # width, height
 
@@ -113,6 +114,29 @@ def test_exif_orientation_is_applied(tmp_path: Path):
     exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
     rgb_image().save(tmp_path / "phone.jpg", exif=exif)
     assert load_rgb(tmp_path / "phone.jpg").size == (SIZE[1], SIZE[0])
+
+
+def test_an_upload_is_decoded_at_the_smallest_jpeg_scale_that_covers_what_the_caller_needs():
+    """An 800x600 phone photo stored sideways (EXIF orientation 6), needed at a quarter of its size: decoded at 1/4,
+    upright, with its full upright size; a PNG has no such scales; a larger need decodes it whole."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").resize((800, 600)).save(buffer, "JPEG", exif=exif)
+    photo = buffer.getvalue()
+    asked: list[tuple[int, int]] = []
+
+    def quarter(width: int, height: int) -> float:
+        asked.append((width, height))
+        return 0.25
+
+    image, size = decode_rgb(photo, scale_for=quarter)
+    assert (image.size, size, asked) == ((150, 200), (600, 800), [(600, 800)])
+    assert decode_rgb(photo, scale_for=lambda w, h: 0.6)[0].size == (600, 800)
+    assert decode_rgb(photo)[0].size == (600, 800)
+    buffer = io.BytesIO()
+    rgb_image(size=(80, 60)).save(buffer, "PNG")
+    assert decode_rgb(buffer.getvalue(), scale_for=quarter)[0].size == (80, 60)
 
 
 def test_float_and_32_bit_images_are_scaled(tmp_path: Path):

@@ -143,7 +143,7 @@ TINY = {"synthetic_train_size": 96, "synthetic_val_size": 48, "image_size": 32, 
 
 def _rows(path) -> list[dict]:
     with open(path, newline="") as file:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+        return [{k: v for k, v in row.items() if k not in ("training_seconds",)}
                 for row in csv.DictReader(file)]
 
 
@@ -175,3 +175,24 @@ def test_an_interrupted_experiment_continues_to_the_same_results(tmp_path, monke
         run_experiment("linear-bottleneck", output=again, **{**options, "epochs": 2})
     with pytest.raises(ExperimentError, match="holds experiment 'linear-bottleneck'"):
         run_experiment("shortcut", output=again, **options)
+
+
+def test_a_detection_experiment_reads_its_detectors_back_and_times_them_at_their_input_size(tmp_path):
+    """The detector-backbone experiment at a toy size: every backbone's CenterNet is trained, profiled and timed
+    (eager) at the detection input size, and the claims are judged on the detection metrics."""
+    tiny = {"synthetic_train_size": 16, "synthetic_val_size": 8, "image_size": 64, "batch_size": 8}
+    folder = run_experiment("detector-backbone", output=tmp_path / "det", seeds=1, epochs=1, options=tiny,
+                            backends=["eager"], progress=False)
+    rows = _rows(folder / "results.csv")
+    assert [r["variant"] for r in rows] == ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large",
+                                           "mobilenet_v3_small"]
+    assert all(float(r["params"]) > 0 and "map50" in r for r in rows)
+    report = (folder / "report.md").read_text()
+    assert "V2 trains to a much lower loss than V1" in report and "| train_loss |" in report
+    assert "## Latency (ms per image, batch 1, 224 px" in report
+
+
+def test_resolution_variants_are_timed_at_their_own_input_size_and_the_others_at_224():
+    resolution, width = EXPERIMENTS["resolution"], EXPERIMENTS["width"]
+    assert [resolution.timing_size(v) for v in resolution.variants] == [32, 48, 64, 96]
+    assert resolution.timing_sizes() == "each variant's input size" and width.timing_sizes() == "224 px"

@@ -21,6 +21,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -96,23 +97,38 @@ def test_classifier_answers_equal_predict_and_the_checkpoint_is_served_on_onnxru
 
 
 def test_detector_answers_coco_boxes_in_the_images_pixels(detector_run, tmp_path):
+    """A PNG answers as `predict` does; a JPEG three times the input size, decoded at half its size (draft mode),
+    answers in its full size's pixels with the boxes `predict` finds on the fully decoded image."""
     from fastapi.testclient import TestClient
+    from torchvision.ops import box_iou
 
     from mobilenets.detection.inference import predict_images
     from mobilenets.detection.synthetic import SyntheticDetection
 
     checkpoint = detector_run[0] / "best.safetensors"
-    image = tmp_path / "scene.png"
-    SyntheticDetection("val", size=160, length=1)[0][0].resize((240, 200)).save(image)
-    expected = predict_images(checkpoint, [image], threshold=0.05)[0][0]
+    scene = SyntheticDetection("val", size=160, length=1)[0][0]
+    image, photo = tmp_path / "scene.png", tmp_path / "photo.jpg"
+    scene.resize((240, 200)).save(image)
+    scene.resize((480, 400)).save(photo, quality=95)
+    expected, expected_photo = predict_images(checkpoint, [image, photo], threshold=0.05)[0]
     with TestClient(create_app(checkpoint, threshold=0.05)) as client:
         body = client.post("/v1/predict", content=image.read_bytes(), headers={"Content-Type": "image/png"}).json()
+        body_photo = client.post("/v1/predict", content=photo.read_bytes(),
+                                 headers={"Content-Type": "image/jpeg"}).json()
     assert body["task"] == "detection" and (body["width"], body["height"]) == (240, 200)
     found = body["detections"]
     assert abs(len(found) - len(expected.boxes)) <= 2 and found  # a score at the threshold may round either way
     for name, score, (x0, y0, x1, y1) in list(zip(expected.classes, expected.scores, expected.boxes, strict=True))[:20]:
         assert any(d["class"] == name and abs(d["score"] - score) < 1e-3  # ONNX against PyTorch (ties may swap)
                    and np.allclose(d["bbox"], [x0, y0, x1 - x0, y1 - y0], atol=0.5) for d in found)
+    assert (body_photo["width"], body_photo["height"]) == (480, 400)
+    best = sorted(range(len(expected_photo.scores)), key=expected_photo.scores.__getitem__)[-3:]
+    served = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in body_photo["detections"])])
+    assert len(best) == 3 and len(served)
+    overlap = box_iou(torch.as_tensor(expected_photo.boxes)[best], served)
+    for row, i in zip(overlap, best, strict=True):
+        assert any(iou > 0.8 and d["class"] == expected_photo.classes[i] for iou, d in
+                   zip(row.tolist(), body_photo["detections"], strict=True))
 
 
 def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size():

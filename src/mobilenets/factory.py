@@ -19,9 +19,13 @@ def create_model(name: str, *, width_mult: float | None = None, num_classes: int
                  dropout: float | None = None, weights: str | Path | None = None, **options: Any) -> MobileNet:
     """Build `name` ('mobilenet_v1', 'mobilenet_v2', 'mobilenet_v3_large', 'mobilenet_v3_small').
 
-    Options: V1 `separable` (False: standard 3x3 convs); V3 `minimal`, `reduced_tail`, `dilated`; all models
+    Options: V1 `separable` (False: standard 3x3 convs); V2 and V3 `linear_bottleneck` (False: the projection's
+    activation kept), `shortcut` ('bottleneck', 'expansion' or 'none'); V3 `minimal`, `reduced_tail`, `dilated`,
+    `se` (False: no squeeze-excitation), `se_ratio`, `se_gate` ('hardsigmoid' or 'sigmoid'), `hardswish_from`
+    (ReLU before the first layer that wide, hard-swish after), `swish` (swish for hard-swish); all models
     `act_layer` (name or class replacing every activation), `norm_layer` ('batchnorm', 'frozen_batchnorm' or a
-    callable), `bn_eps`, `bn_momentum`, `tf_padding` (TensorFlow "SAME" padding and BN eps 1e-3).
+    callable), `bn_eps`, `bn_momentum`, `tf_padding` (TensorFlow "SAME" padding and BN eps 1e-3). The README's
+    table says more; `mobilenets.models.architecture_options()` lists them.
     Without `weights`: width 1.0 and 1000 classes unless given. `weights`: a torchvision or timm state_dict file
     (layout detected), one of ours (.safetensors, a run's last.pt), or the name of published weights
     (`mobilenets.weights.list_published()`), downloaded once and checked by sha256. The width and class count

@@ -36,15 +36,18 @@ class LetterboxInfo:
     original_size: tuple[int, int]  # (width, height)
 
 
-def letterbox(image: Image.Image | torch.Tensor, size: int) -> tuple[torch.Tensor, LetterboxInfo]:
+def letterbox(image: Image.Image | torch.Tensor, size: int,
+              original_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, LetterboxInfo]:
     """Resize the longer side to `size` keeping the aspect ratio, pad right and bottom with PAD_COLOUR to a square.
 
-    Returns the uint8 tensor [3, size, size] and what `boxes_to_input` / `boxes_to_original` need.
+    Returns the uint8 tensor [3, size, size] and what `boxes_to_input` / `boxes_to_original` need, relative to
+    `original_size` (width, height) where `image` was decoded smaller than the original (a JPEG's draft mode).
     """
     width, height = F.get_size(image)[::-1]
     longer = max(width, height)
     resized = (max(1, round(width * size / longer)), max(1, round(height * size / longer)))
-    info = LetterboxInfo((resized[0] / width, resized[1] / height), (0, 0), (width, height))
+    original = original_size or (width, height)
+    info = LetterboxInfo((resized[0] / original[0], resized[1] / original[1]), (0, 0), original)
     pixels = F.to_image(F.resize(image, [resized[1], resized[0]], antialias=True))
     padded = F.pad(pixels, [0, 0, size - resized[0], size - resized[1]], fill=list(PAD_COLOUR))
     return padded.as_subclass(torch.Tensor), info

@@ -32,8 +32,8 @@ class Claim:
 @dataclass(frozen=True)
 class Experiment:
     """A controlled comparison: the task, the options every variant shares, the variants, the claims to check,
-    the CPU backends to time the variants on (at `latency_resolution`), and the factor whose cost rule (MAdds ~
-    factor^2) the profile checks, if any."""
+    the CPU backends to time the variants on (at `latency_resolution`, or at their own `image_size` where the
+    variants set it), and the factor whose cost rule (MAdds ~ factor^2) the profile checks, if any."""
 
     name: str
     summary: str
@@ -45,6 +45,16 @@ class Experiment:
     latency_resolution: int = 224
     scaling: str | None = None  # "width" or "image_size": MAdds against this factor, fitted exponent
     metrics: tuple[str, ...] = ("top1", "train_loss")
+
+    def timing_size(self, variant: Variant) -> int:
+        """The input size `variant` is timed at: its own where it sets one (accuracy and latency then belong to
+        the same input), else `latency_resolution`."""
+        return int(variant.options.get("image_size", self.latency_resolution))
+
+    def timing_sizes(self) -> str:
+        """How a report names the timed input sizes."""
+        sizes = {self.timing_size(v) for v in self.variants}
+        return f"{sizes.pop()} px" if len(sizes) == 1 else "each variant's input size"
 
 
 # The built-in shapes at 64 px: 5 epochs of 5,000 images, 30-80 s per run on 2 cores, so that the largest experiment

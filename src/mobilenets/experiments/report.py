@@ -119,14 +119,14 @@ def write_report(experiment: Experiment, shared: dict[str, Any], results: list[R
                       f"{cost_exponent(results, factors):.2f} (the papers' rule: 2)."]
     if latency:
         backends = [b for b in latency if b != "cpu"]
-        lines += ["", f"## Latency (ms per image, batch 1, {experiment.latency_resolution} px, median; "
+        lines += ["", f"## Latency (ms per image, batch 1, {experiment.timing_sizes()}, median; "
                       f"{latency['cpu']})", "", "| variant | " + " | ".join(backends) + " |",
                   "|---|" + "---:|" * len(backends)]
         lines += [f"| {label} | " + " | ".join(f"{latency[b][label]:.2f}" for b in backends) + " |"
                   for label in labels]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     write_text(out / "results.csv", _csv(results))
-    _plot(experiment.name, labels, values, cost, out / "plot.png")
+    _plot(experiment.name, labels, values, cost, latency, out / "plot.png")
     return out
 
 
@@ -139,22 +139,28 @@ def _csv(results: Sequence[RunResult]) -> str:
     metrics = sorted({k for r in results for k in r.metrics})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["variant", "seed", *metrics, "params", "madds", "seconds"])
+    writer.writerow(["variant", "seed", *metrics, "params", "madds", "training_seconds"])
     for r in results:
         writer.writerow([r.variant, r.seed, *(r.metrics.get(m, "") for m in metrics), r.params, r.madds, r.seconds])
     return buffer.getvalue()
 
 
 def _plot(name: str, labels: list[str], values: dict[str, dict[str, list[float]]],
-          cost: dict[str, tuple[int, int]], path: Path) -> None:
-    """Each metric per variant as mean ± std with the runs as dots; where the variants' costs differ, the first
-    metric against MAdds beside them."""
+          cost: dict[str, tuple[int, int]], latency: dict[str, Any], path: Path) -> None:
+    """Each metric per variant as mean ± std with the runs as dots; beside them the first metric against MAdds
+    (where the variants' costs differ) and against the latency on the first timed runtime (eager PyTorch if
+    nothing else was timed)."""
     plt = pyplot()
     if plt is None:
         return
     metrics = list(values)
-    costs_differ = len({cost[label][1] for label in labels}) > 1
-    panels = len(metrics) + costs_differ
+    against: list[tuple[str, dict[str, float]]] = []
+    if len({cost[label][1] for label in labels}) > 1:
+        against.append(("MAdds (M)", {label: cost[label][1] / 1e6 for label in labels}))
+    timed = [b for b in latency if b != "cpu"]
+    if backend := next((b for b in timed if b != "eager"), timed[0] if timed else None):
+        against.append((f"ms per image, {backend}", latency[backend]))
+    panels = len(metrics) + len(against)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=False):
         for i, label in enumerate(labels):
@@ -165,15 +171,19 @@ def _plot(name: str, labels: list[str], values: dict[str, dict[str, list[float]]
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_title(f"{metric} (mean ± std, runs as dots)")
-    if costs_differ:
-        ax, first = axes[0][-1], metrics[0]
+    first = metrics[0]
+    for ax, (axis_label, x) in zip(axes[0][len(metrics):], against, strict=True):
         for label in labels:
             mean, std = mean_std(values[first][label])
-            ax.errorbar([cost[label][1] / 1e6], [mean], yerr=[0 if math.isnan(std) else std], fmt="o", capsize=4)
-            ax.annotate(label, (cost[label][1] / 1e6, mean), fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("MAdds (M)")
-        ax.set_title(f"{first} against cost")
+            ax.errorbar([x[label]], [mean], yerr=[0 if math.isnan(std) else std], fmt="o", capsize=4)
+            ax.annotate(label, (x[label], mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        if max(x.values()) > 4 * min(x.values()):
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ticks = sorted(set(x.values()))
+            ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+        ax.set_xlabel(axis_label)
+        ax.set_title(f"{first} against {axis_label.split(',')[0].split(' (')[0]}")
     fig.suptitle(f"experiment {name}")
     save_figure(fig, path)
     plt.close(fig)

@@ -32,6 +32,7 @@ from .report import RunResult, write_report
 log = logging.getLogger(__name__)
 
 LATENCY_RUNS = 40
+_EPOCH_FIELDS = ("epoch", "lr", "seconds", "images_per_second")  # metrics.csv columns that describe the epoch
 
 
 class ExperimentError(ValueError):
@@ -136,7 +137,7 @@ def _trained(todo: Plan, variant: Variant, seed: int) -> RunResult:
     folder = todo.run_folder(variant, seed)
     if not (folder / "summary.json").is_file():
         _train(todo.experiment.task, train_options(todo, variant, seed))
-    return _read_run(folder, variant, seed)
+    return _read_run(todo.experiment.task, folder, variant, seed)
 
 
 def training_config(task: str, options: dict[str, Any]) -> Any:
@@ -162,15 +163,24 @@ def _train(task: str, options: dict[str, Any]) -> None:
         train_detector(config, progress=False)
 
 
-def _read_run(folder: Path, variant: Variant, seed: int) -> RunResult:
+def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult:
     """A finished run's last-epoch metrics, its seconds, and its network's parameters and MAdds."""
     summary = json.loads((folder / "summary.json").read_text())
     with open(folder / "metrics.csv", newline="") as file:
         last = list(csv.DictReader(file))[-1]
     image_size = int(yaml.safe_load((folder / "config.yaml").read_text())["image_size"])
-    cost = profile(load(folder / "best.safetensors"), image_size)
-    metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k != "epoch"}
+    cost = profile(_network(task, folder / "best.safetensors"), image_size)
+    metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k not in _EPOCH_FIELDS}
     return RunResult(variant.label, seed, metrics, cost.params, cost.madds, float(summary["seconds"]))
+
+
+def _network(task: str, checkpoint: Path) -> torch.nn.Module:
+    """The network a run trained: a classifier, or a whole detector (backbone, neck and head)."""
+    if task == CLASSIFICATION:
+        return load(checkpoint)
+    from ..detection.checkpoint import load_detector
+
+    return load_detector(checkpoint).model
 
 
 def installed_backends(backends: Sequence[str]) -> list[str]:
@@ -185,13 +195,12 @@ def installed_backends(backends: Sequence[str]) -> list[str]:
 
 
 def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dict[str, float]]:
-    """Median ms per image of each variant's network (seed 0's, at the experiment's latency resolution, batch 1)
-    on each backend, the variants interleaved per backend; cached in latency.json, measured once."""
+    """Median ms per image of each variant's network (seed 0's, at `Experiment.timing_size`, batch 1) on each
+    backend, the variants interleaved per backend; cached in latency.json, measured once."""
     experiment = todo.experiment
     cache = todo.output / "latency.json"
     if cache.is_file() and set(cached := json.loads(cache.read_text())) - {"cpu"} == set(backends):
         return cached
-    x = torch.randn(1, 3, experiment.latency_resolution, experiment.latency_resolution)
     measured: dict[str, dict[str, float]] = {}
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as work:
@@ -200,8 +209,10 @@ def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dic
             for i, variant in enumerate(experiment.variants):
                 folder = Path(work) / f"{backend}-{i}"
                 folder.mkdir()
-                model = load(todo.run_folder(variant, todo.seeds[0]) / "best.safetensors").eval()
-                runners[variant.label] = make_runner(model, backend, x, folder, threads)
+                model = _network(experiment.task, todo.run_folder(variant, todo.seeds[0]) / "best.safetensors")
+                size = experiment.timing_size(variant)
+                runners[variant.label] = make_runner(model.eval(), backend, torch.randn(1, 3, size, size), folder,
+                                                     threads)
             times = interleaved(runners, runs=LATENCY_RUNS, rounds=5)
             measured[backend] = {label: round(median_p90([t for r in rounds for t in r])[0], 3)
                                  for label, rounds in times.items()}

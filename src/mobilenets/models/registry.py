@@ -35,13 +35,14 @@ from .specs import (
 @dataclass(frozen=True)
 class ArchitectureOption:
     """One of a model's own options: its default, how a value changes the table, and the values it takes
-    (`kind`, and `choices` when only some are allowed)."""
+    (`kind`, and `choices` when only some are allowed, or `interval` (low, high] for a number)."""
 
     default: Any
     apply: Callable[[Architecture, Any], Architecture]
     summary: str
     kind: type = bool
     choices: tuple[Any, ...] = ()
+    interval: tuple[float, float] | None = None
 
 
 def _flag(transform: Callable[[Architecture], Architecture], default: bool = False) -> ArchitectureOption:
@@ -50,11 +51,12 @@ def _flag(transform: Callable[[Architecture], Architecture], default: bool = Fal
                               (transform.__doc__ or "").strip().splitlines()[0])
 
 
-def _field(name: str, summary: str, kind: type, choices: tuple[Any, ...] = ()) -> ArchitectureOption:
+def _field(name: str, summary: str, kind: type, choices: tuple[Any, ...] = (),
+           interval: tuple[float, float] | None = None) -> ArchitectureOption:
     """An option that sets the Architecture field `name`."""
     default = next(f.default for f in dataclasses.fields(Architecture) if f.name == name)
     return ArchitectureOption(default, lambda arch, value: dataclasses.replace(arch, **{name: value}), summary,
-                              kind, choices)
+                              kind, choices, interval)
 
 
 _INVERTED_RESIDUAL_OPTIONS = {
@@ -65,7 +67,7 @@ _V3_OPTIONS = {
     "minimal": _flag(minimalistic), "reduced_tail": _flag(reduced_tail), "dilated": _flag(dilated),
     **_INVERTED_RESIDUAL_OPTIONS,
     "se": _flag(without_se, default=True),
-    "se_ratio": _field("se_ratio", "squeeze width over expanded width", float),
+    "se_ratio": _field("se_ratio", "squeeze width over expanded width", float, interval=(0, 1)),
     "se_gate": _field("se_gate", "the squeeze-excitation's gate", str, ("hardsigmoid", "sigmoid")),
     "hardswish_from": ArchitectureOption(None, hardswish_from, "ReLU before the first layer this wide (at α = 1), "
                                                                "hard-swish from it on (V3 paper's h-swish @N)", int),
@@ -108,8 +110,8 @@ def _checked(name: str, option: ArchitectureOption, value: Any) -> Any:
                         f", got {value!r}")
     if option.choices and value not in option.choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, option.choices))}, got {value!r}")
-    if option.kind is float and not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    if option.interval and not option.interval[0] < value <= option.interval[1]:
+        raise ValueError(f"{name} must be in ({option.interval[0]}, {option.interval[1]}], got {value!r}")
     return value
 
 

@@ -125,8 +125,7 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
             authorize(request)
             with batcher.expecting():
                 data = await _image_bytes(request, max_body_bytes)
-                image = await asyncio.to_thread(_decode, data, max_pixels)
-                x, context = await asyncio.to_thread(servable.prepare, image)
+                x, context, (width, height) = await asyncio.to_thread(_prepare, servable, data, max_pixels)
             answer = await batcher.submit((x, context))
         except RequestError as error:
             metrics.requests.labels(str(error.status)).inc()
@@ -134,19 +133,22 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
         latency = time.perf_counter() - started
         metrics.requests.labels("200").inc()
         metrics.latency.observe(latency)
-        return JSONResponse({"task": servable.task, "width": image.width, "height": image.height, **answer,
+        return JSONResponse({"task": servable.task, "width": width, "height": height, **answer,
                              "latency_ms": round(latency * 1000, 2)})
 
     return app
 
 
-def _decode(data: bytes, max_pixels: int):
+def _prepare(servable: Servable, data: bytes, max_pixels: int) -> tuple[torch.Tensor, Any, tuple[int, int]]:
+    """The uploaded image decoded (at the smallest scale `servable` needs) and prepared: its network input, the
+    context `answer` needs, and its full size."""
     try:
-        return decode_rgb(data, max_pixels=max_pixels)
+        image, size = decode_rgb(data, max_pixels=max_pixels, scale_for=servable.scale_for)
     except TooManyPixels as error:
         raise RequestError(413, f"the upload: {error}") from None
     except DataError as error:
         raise RequestError(400, f"the upload: {error}") from None
+    return *servable.prepare(image, size), size
 
 
 async def _image_bytes(request: Any, limit: int) -> bytes:

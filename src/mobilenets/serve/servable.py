@@ -32,9 +32,13 @@ class Servable(ABC):
     classes: list[str]
 
     @abstractmethod
-    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Any]:
-        """The network's input pixels for one image (uint8, C, H, W) and what `answer` needs to map its output
-        back."""
+    def scale_for(self, width: int, height: int) -> float:
+        """The factor `prepare` resizes an image of this size by: the decoder needs no more pixels than that."""
+
+    @abstractmethod
+    def prepare(self, image: Image.Image, full_size: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+        """The network's input pixels for one image (uint8, C, H, W), decoded smaller than its `full_size` where
+        `scale_for` allowed, and what `answer` needs to map its output back to the full size."""
 
     @abstractmethod
     def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
@@ -55,7 +59,10 @@ class ServedClassifier(Servable):
         self.resize_crop, self.preprocess = eval_resize_crop(classifier.preprocess), classifier.preprocess
         self.top_k = min(top_k, len(self.classes))
 
-    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, None]:
+    def scale_for(self, width: int, height: int) -> float:
+        return self.preprocess.resize / min(width, height)
+
+    def prepare(self, image: Image.Image, full_size: tuple[int, int]) -> tuple[torch.Tensor, None]:
         return self.resize_crop(image).as_subclass(torch.Tensor), None
 
     @torch.inference_mode()
@@ -77,8 +84,11 @@ class ServedDetector(Servable):
         self.image_size = detector.image_size
         self.threshold = threshold
 
-    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Any]:
-        return letterbox(image, self.image_size)
+    def scale_for(self, width: int, height: int) -> float:
+        return self.image_size / max(width, height)
+
+    def prepare(self, image: Image.Image, full_size: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+        return letterbox(image, self.image_size, full_size)
 
     @torch.inference_mode()
     def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
