@@ -57,6 +57,10 @@ class Experiment:
         return f"{sizes.pop()} px" if len(sizes) == 1 else "each variant's input size"
 
 
+# Every CPU backend of `mobilenets bench` but torch.compile, which compiles for minutes.
+EVERY_CPU_BACKEND = ("eager", "channels_last", "torchscript", "onnxruntime", "onnxruntime-int8", "executorch",
+                     "executorch-int8")
+
 # The built-in shapes at 64 px: 5 epochs of 5,000 images, 30-80 s per run on 2 cores, so that the largest experiment
 # (15 runs) fits in 30 minutes. Far from converged: the claims are checked at this budget, and say so.
 _SHAPES = {"synthetic_train_size": 5000, "synthetic_val_size": 1000, "epochs": 5, "image_size": 64}
@@ -121,7 +125,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
          Claim("h-swish from the 80-channel layers on is about as accurate as h-swish everywhere",
                "h-swish @80 (paper)", "h-swish @16", similar=True),
          Claim("h-swish is about as accurate as swish", "h-swish @80 (paper)", "swish @80", similar=True)),
-        backends=("eager", "onnxruntime", "executorch")),
+        backends=EVERY_CPU_BACKEND),
     Experiment(
         "se", "MobileNetV3-Small with and without squeeze-excitation, its squeeze ratio and its gate (V3 paper, "
               "section 5.3)",
@@ -138,8 +142,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         CLASSIFICATION, {**_SHAPES, "width": 0.5},
         (Variant("mobilenet_v1", {"model": "mobilenet_v1"}), Variant("mobilenet_v2", {"model": "mobilenet_v2"})),
         (Claim("V2 is more accurate than V1 (72.0 vs 70.6 at α 1 on ImageNet)", "mobilenet_v2", "mobilenet_v1"),),
-        backends=("eager", "channels_last", "torchscript", "onnxruntime", "onnxruntime-int8", "executorch",
-                  "executorch-int8")),  # every backend but torch.compile, which compiles for minutes
+        backends=EVERY_CPU_BACKEND),
     Experiment(
         "detector-backbone", "CenterNet on V1, V2, V3-Large and V3-Small backbones at the same budget (the "
                              "practical article: V1's loss stays near 4.0, V2's falls below 0.5)",

@@ -31,9 +31,10 @@ class Servable(ABC):
     task: str
     classes: list[str]
 
-    @abstractmethod
     def scale_for(self, width: int, height: int) -> float:
-        """The factor `prepare` resizes an image of this size by: the decoder needs no more pixels than that."""
+        """The factor `prepare` resizes an image of this size by: the decoder needs no more pixels than that
+        (1 here: decode every pixel)."""
+        return 1.0
 
     @abstractmethod
     def prepare(self, image: Image.Image, full_size: tuple[int, int]) -> tuple[torch.Tensor, Any]:
