@@ -34,7 +34,7 @@ def test_benchmark_measures_each_combination_and_writes_reports(tmp_path):
 
 def test_executorch_backends_take_their_turn(tmp_path):
     pytest.importorskip("executorch")
-    results = benchmark(["mobilenet_v3_small"], ["eager", "executorch"], [1, 2], resolution=64, runs=2,
+    results = benchmark(["mobilenet_v1"], ["eager", "executorch"], [1, 2], resolution=64, runs=2,
                         progress=False)
     assert [(r.backend, r.batch) for r in results] == [("eager", 1), ("eager", 2), ("executorch", 1),
                                                         ("executorch", 2)]

@@ -148,28 +148,28 @@ def _rows(path) -> list[dict]:
 
 
 def test_an_interrupted_experiment_continues_to_the_same_results(tmp_path, monkeypatch):
-    options = {"seeds": 2, "epochs": 1, "options": TINY, "backends": ["eager"], "progress": False}
+    options = {"seeds": 1, "epochs": 1, "options": TINY, "backends": ["eager"], "progress": False}
     whole = run_experiment("linear-bottleneck", output=tmp_path / "whole", **options)
     report = (whole / "report.md").read_text()
     assert "| linear | " in report and "| relu6 after projection | " in report
     assert "## Latency" in report and (whole / "plot.png").stat().st_size > 0
-    assert len(_rows(whole / "results.csv")) == 4
+    assert len(_rows(whole / "results.csv")) == 2
 
     trained, real_train = [], experiment_runner._train
 
-    def killed_after_two(task, run_options):
-        if len(trained) == 2:
+    def killed_after_one(task, run_options):
+        if len(trained) == 1:
             raise KeyboardInterrupt
         trained.append(run_options["output"])
         real_train(task, run_options)
 
-    monkeypatch.setattr(experiment_runner, "_train", killed_after_two)
+    monkeypatch.setattr(experiment_runner, "_train", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         run_experiment("linear-bottleneck", output=tmp_path / "again", **options)
     monkeypatch.setattr(experiment_runner, "_train", lambda task, run_options: trained.append(run_options["output"])
                         or real_train(task, run_options))
     again = run_experiment("linear-bottleneck", output=tmp_path / "again", **options)
-    assert len(trained) == 4 and len(set(trained)) == 4  # the two finished runs were not trained again
+    assert len(trained) == 2 and len(set(trained)) == 2  # the finished run was not trained again
     assert _rows(again / "results.csv") == _rows(whole / "results.csv")
     with pytest.raises(ExperimentError, match=r"holds other options \(epochs\): give another --output"):
         run_experiment("linear-bottleneck", output=again, **{**options, "epochs": 2})

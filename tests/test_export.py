@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -155,17 +153,16 @@ def test_pt2_export_reloads(tmp_path):
         assert (program.module()(x) - model(x)).abs().max().item() <= 1e-4
 
 
-def test_export_command(tmp_path):
+def test_export_command(tmp_path, capsys):
+    from mobilenets.cli import main
+
     out = tmp_path / "v3s.onnx"
-    done = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v3_small", "--width", "0.5",
-                           "--format", "onnx", "--resolution", "64", "--output", str(out)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0 and out.is_file(), done.stderr
+    assert main(["export", "mobilenet_v3_small", "--width", "0.5", "--format", "onnx", "--resolution", "64",
+                 "--output", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == [1, 3, 64, 64]
-    both = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--checkpoint", "x",
-                           "--format", "onnx", "--output", str(out)], capture_output=True, text=True)
-    assert both.returncode == 2 and "not both" in both.stderr
+    assert main(["export", "mobilenet_v2", "--checkpoint", "x", "--format", "onnx", "--output", str(out)]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_int8_model_agrees_with_fp32_and_reloads_the_same(tmp_path):
@@ -259,25 +256,29 @@ def test_layer_groups_kept_in_float_get_no_quantize_nodes(tmp_path):
     assert sorted(kernels.values()).count(5) == 8 and int8_weights == {k for k, size in kernels.items() if size == 3}
 
 
-def test_int8_export_command(tmp_path):
+def test_int8_export_command(tmp_path, capsys):
+    from mobilenets.cli import main
     from mobilenets.deploy import choose_weight_range
 
     out = tmp_path / "v2_int8.onnx"
-    done = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--width", "0.35",
-                           "--format", "onnx", "--resolution", "64", "--int8", "--output", str(out)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0 and out.is_file(), done.stderr
-    chosen = choose_weight_range()  # the subprocess runs on this CPU: the same choice, and it says why
-    assert f"int8 weights: {chosen}" in done.stdout
+    assert main(["export", "mobilenet_v2", "--width", "0.35", "--format", "onnx", "--resolution", "64", "--int8",
+                 "--output", str(out)]) == 0
+    chosen = choose_weight_range()  # the command chose for this CPU, and says why
+    assert f"int8 weights: {chosen}" in capsys.readouterr().out
     stored = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     assert json.loads(stored["mobilenets.int8_weights"])["bits"] == chosen.bits
-    refused = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--format", "pt2",
-                              "--int8", "--output", str(tmp_path / "x.pt2")], capture_output=True, text=True)
-    assert refused.returncode == 2 and "--int8 needs --format onnx" in refused.stderr
-    unknown = subprocess.run([sys.executable, "-m", "mobilenets", "export", "mobilenet_v2", "--format", "onnx",
-                              "--int8", "--keep-float", "se,stem", "--output", str(tmp_path / "x.onnx")],
-                             capture_output=True, text=True)
-    assert unknown.returncode == 2 and "unknown layer group 'stem'" in unknown.stderr
+
+
+def test_export_command_refuses_int8_where_it_cannot_be(tmp_path, capsys):
+    from mobilenets.cli import main
+
+    assert main(["export", "mobilenet_v2", "--format", "pt2", "--int8", "--output", str(tmp_path / "x.pt2")]) == 2
+    assert "--int8 needs --format onnx" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as unknown:
+        main(["export", "mobilenet_v2", "--format", "onnx", "--int8", "--keep-float", "se,stem", "--output",
+              str(tmp_path / "x.onnx")])
+    assert unknown.value.code == 2 and "unknown layer group 'stem'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_command_takes_one_weight_range_and_only_with_int8(capsys):

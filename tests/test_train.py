@@ -257,30 +257,34 @@ def test_two_process_training_ends_with_identical_weights(tmp_path):
     assert (tmp_path / "last.pt").is_file() and not list(tmp_path.glob("*rank1*.tmp"))
 
 
-def test_int8_export_of_a_checkpoint_reports_accuracy_on_its_validation_split(finished_run, tmp_path):
+def test_int8_export_of_a_checkpoint_reports_accuracy_on_its_validation_split(finished_run, tmp_path, capsys):
+    from mobilenets.cli import main
+
     out, result = finished_run
-    done = subprocess.run([sys.executable, "-m", "mobilenets", "export", "--checkpoint", str(out / "best.safetensors"),
-                           "--format", "onnx", "--int8", "--output", str(tmp_path / "int8.onnx")],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    report = next(line for line in done.stdout.splitlines() if line.startswith("int8 vs fp32"))
+    assert main(["export", "--checkpoint", str(out / "best.safetensors"), "--format", "onnx", "--int8", "--output",
+                 str(tmp_path / "int8.onnx")]) == 0
+    report = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("int8 vs fp32"))
     assert "40 images of built-in synthetic shapes, validation split" in report
     fp32_top1 = float(report.split("top-1 fp32 ")[1].split()[0])
     assert abs(fp32_top1 - result.summary["best_top1"]) < 1e-3  # the exported fp32 model is the best checkpoint
+    # the int8 file's metadata holds plain text beside the JSON: eval still reads its classes and preprocessing
+    assert main(["eval", "--model", str(tmp_path / "int8.onnx"), "--json", "--output", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 40
 
 
-def test_int8_export_after_quantization_aware_finetuning(finished_run, tmp_path):
+def test_int8_export_after_quantization_aware_finetuning(finished_run, tmp_path, capsys):
+    from mobilenets.cli import main
+
     out, _ = finished_run
-    export = [sys.executable, "-m", "mobilenets", "export", "--checkpoint", str(out / "best.safetensors"),
-              "--format", "onnx", "--output", str(tmp_path / "int8.onnx"), "--qat-epochs", "1"]
-    done = subprocess.run([*export, "--int8"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "int8-aware fine-tuning 1/1" in done.stderr  # the progress bar
-    assert any(line.startswith("int8 vs fp32 on 40 images") for line in done.stdout.splitlines())
-    refused = subprocess.run(export, capture_output=True, text=True)
-    assert refused.returncode == 2 and "--qat-epochs needs --int8" in refused.stderr
-    negative = subprocess.run([*export[:-1], "-1", "--int8"], capture_output=True, text=True)
-    assert negative.returncode == 2 and "--qat-epochs must be 0 or more, got -1" in negative.stderr
+    export = ["export", "--checkpoint", str(out / "best.safetensors"), "--format", "onnx", "--output",
+              str(tmp_path / "int8.onnx"), "--qat-epochs", "1"]
+    assert main([*export, "--int8"]) == 0
+    captured = capsys.readouterr()
+    assert "int8-aware fine-tuning 1/1" in captured.err  # the progress bar
+    assert any(line.startswith("int8 vs fp32 on 40 images") for line in captured.out.splitlines())
+    assert main(export) == 2 and "--qat-epochs needs --int8" in capsys.readouterr().err
+    assert main([*export[:-1], "-1", "--int8"]) == 2
+    assert "--qat-epochs must be 0 or more, got -1" in capsys.readouterr().err
 
 
 def test_metrics_csv_every_epoch_curves_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch):
