@@ -4,6 +4,7 @@ judge claims against the noise, and an interrupted experiment continues to the s
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -177,9 +178,10 @@ def test_an_interrupted_experiment_continues_to_the_same_results(tmp_path, monke
         run_experiment("shortcut", output=again, **options)
 
 
-def test_a_detection_experiment_reads_its_detectors_back_and_times_them_at_their_input_size(tmp_path):
-    """The detector-backbone experiment at a toy size: every backbone's CenterNet is trained, profiled and timed
-    (eager) at the detection input size, and the claims are judged on the detection metrics."""
+def test_a_detection_experiment_reads_its_detectors_back_and_times_them(tmp_path):
+    """The detector-backbone experiment at a toy size: every backbone's CenterNet is trained, profiled at its
+    input size and timed (eager, at the experiments' 224 px), and the claims are judged on the detection
+    metrics."""
     tiny = {"synthetic_train_size": 16, "synthetic_val_size": 8, "image_size": 64, "batch_size": 8}
     folder = run_experiment("detector-backbone", output=tmp_path / "det", seeds=1, epochs=1, options=tiny,
                             backends=["eager"], progress=False)
@@ -190,9 +192,17 @@ def test_a_detection_experiment_reads_its_detectors_back_and_times_them_at_their
     report = (folder / "report.md").read_text()
     assert "V2 trains to a much lower loss than V1" in report and "| train_loss |" in report
     assert "## Latency (ms per image, batch 1, 224 px" in report
+    assert json.loads((folder / "latency.json").read_text())["sizes"] == dict.fromkeys(
+        [r["variant"] for r in rows], 224)
 
 
 def test_resolution_variants_are_timed_at_their_own_input_size_and_the_others_at_224():
     resolution, width = EXPERIMENTS["resolution"], EXPERIMENTS["width"]
     assert [resolution.timing_size(v) for v in resolution.variants] == [32, 48, 64, 96]
-    assert resolution.timing_sizes() == "each variant's input size" and width.timing_sizes() == "224 px"
+    assert resolution.timing_size_label() == "each variant's input size" and width.timing_size_label() == "224 px"
+
+
+def test_a_squeeze_ratio_outside_its_interval_is_refused():
+    for ratio in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"se_ratio must be in \(0, 1\], got {ratio}"):
+            create_model("mobilenet_v3_small", se_ratio=ratio)

@@ -96,14 +96,24 @@ def test_classifier_answers_equal_predict_and_the_checkpoint_is_served_on_onnxru
         np.testing.assert_allclose([p["score"] for p in body["predictions"]], expected.probabilities, atol=1e-4)
 
 
-def test_detector_answers_coco_boxes_in_the_images_pixels(detector_run, tmp_path):
-    """A PNG answers as `predict` does; a JPEG three times the input size, decoded at half its size (draft mode),
-    answers in its full size's pixels with the boxes `predict` finds on the fully decoded image."""
+def test_detector_answers_coco_boxes_in_the_images_pixels(detector_run, tmp_path, monkeypatch):
+    """A PNG answers as `predict` does; a 480x400 JPEG for the 96 px detector, decoded at a quarter of its size
+    (draft mode), answers in its full size's pixels with the boxes `predict` finds on the fully decoded image."""
     from fastapi.testclient import TestClient
     from torchvision.ops import box_iou
 
     from mobilenets.detection.inference import predict_images
     from mobilenets.detection.synthetic import SyntheticDetection
+    from mobilenets.serve import app as served
+
+    decoded, decode_rgb = [], served.decode_rgb
+
+    def recording(*args, **kwargs):
+        image, size = decode_rgb(*args, **kwargs)
+        decoded.append(image.size)
+        return image, size
+
+    monkeypatch.setattr(served, "decode_rgb", recording)
 
     checkpoint = detector_run[0] / "best.safetensors"
     scene = SyntheticDetection("val", size=160, length=1)[0][0]
@@ -121,7 +131,7 @@ def test_detector_answers_coco_boxes_in_the_images_pixels(detector_run, tmp_path
     for name, score, (x0, y0, x1, y1) in list(zip(expected.classes, expected.scores, expected.boxes, strict=True))[:20]:
         assert any(d["class"] == name and abs(d["score"] - score) < 1e-3  # ONNX against PyTorch (ties may swap)
                    and np.allclose(d["bbox"], [x0, y0, x1 - x0, y1 - y0], atol=0.5) for d in found)
-    assert (body_photo["width"], body_photo["height"]) == (480, 400)
+    assert (body_photo["width"], body_photo["height"]) == (480, 400) and decoded == [(240, 200), (120, 100)]
     best = sorted(range(len(expected_photo.scores)), key=expected_photo.scores.__getitem__)[-3:]
     served = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in body_photo["detections"])])
     assert len(best) == 3 and len(served)

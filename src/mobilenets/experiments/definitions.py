@@ -51,7 +51,7 @@ class Experiment:
         the same input), else `latency_resolution`."""
         return int(variant.options.get("image_size", self.latency_resolution))
 
-    def timing_sizes(self) -> str:
+    def timing_size_label(self) -> str:
         """How a report names the timed input sizes."""
         sizes = {self.timing_size(v) for v in self.variants}
         return f"{sizes.pop()} px" if len(sizes) == 1 else "each variant's input size"

@@ -119,7 +119,7 @@ def write_report(experiment: Experiment, shared: dict[str, Any], results: list[R
                       f"{cost_exponent(results, factors):.2f} (the papers' rule: 2)."]
     if latency:
         backends = [b for b in latency if b != "cpu"]
-        lines += ["", f"## Latency (ms per image, batch 1, {experiment.timing_sizes()}, median; "
+        lines += ["", f"## Latency (ms per image, batch 1, {experiment.timing_size_label()}, median; "
                       f"{latency['cpu']})", "", "| variant | " + " | ".join(backends) + " |",
                   "|---|" + "---:|" * len(backends)]
         lines += [f"| {label} | " + " | ".join(f"{latency[b][label]:.2f}" for b in backends) + " |"
@@ -148,18 +148,18 @@ def _csv(results: Sequence[RunResult]) -> str:
 def _plot(name: str, labels: list[str], values: dict[str, dict[str, list[float]]],
           cost: dict[str, tuple[int, int]], latency: dict[str, Any], path: Path) -> None:
     """Each metric per variant as mean ± std with the runs as dots; beside them the first metric against MAdds
-    (where the variants' costs differ) and against the latency on the first timed runtime (eager PyTorch if
-    nothing else was timed)."""
+    (where the variants' costs differ) and against the latency on onnxruntime, the deployment runtime (else on
+    the first backend timed)."""
     plt = pyplot()
     if plt is None:
         return
     metrics = list(values)
-    against: list[tuple[str, dict[str, float]]] = []
+    against: list[tuple[str, str, dict[str, float]]] = []  # (title, axis label, x per variant)
     if len({cost[label][1] for label in labels}) > 1:
-        against.append(("MAdds (M)", {label: cost[label][1] / 1e6 for label in labels}))
+        against.append(("MAdds", "MAdds (M)", {label: cost[label][1] / 1e6 for label in labels}))
     timed = [b for b in latency if b != "cpu"]
-    if backend := next((b for b in timed if b != "eager"), timed[0] if timed else None):
-        against.append((f"ms per image, {backend}", latency[backend]))
+    if backend := "onnxruntime" if "onnxruntime" in timed else next(iter(timed), None):
+        against.append(("latency", f"ms per image, {backend}", latency[backend]))
     panels = len(metrics) + len(against)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=False):
@@ -172,7 +172,7 @@ def _plot(name: str, labels: list[str], values: dict[str, dict[str, list[float]]
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_title(f"{metric} (mean ± std, runs as dots)")
     first = metrics[0]
-    for ax, (axis_label, x) in zip(axes[0][len(metrics):], against, strict=True):
+    for ax, (title, axis_label, x) in zip(axes[0][len(metrics):], against, strict=True):
         for label in labels:
             mean, std = mean_std(values[first][label])
             ax.errorbar([x[label]], [mean], yerr=[0 if math.isnan(std) else std], fmt="o", capsize=4)
@@ -183,7 +183,7 @@ def _plot(name: str, labels: list[str], values: dict[str, dict[str, list[float]]
             ticks = sorted(set(x.values()))
             ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
         ax.set_xlabel(axis_label)
-        ax.set_title(f"{first} against {axis_label.split(',')[0].split(' (')[0]}")
+        ax.set_title(f"{first} against {title}")
     fig.suptitle(f"experiment {name}")
     save_figure(fig, path)
     plt.close(fig)

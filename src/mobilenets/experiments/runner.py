@@ -196,11 +196,14 @@ def installed_backends(backends: Sequence[str]) -> list[str]:
 
 def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dict[str, float]]:
     """Median ms per image of each variant's network (seed 0's, at `Experiment.timing_size`, batch 1) on each
-    backend, the variants interleaved per backend; cached in latency.json, measured once."""
+    backend, the variants interleaved per backend; cached in latency.json with the sizes, measured once."""
     experiment = todo.experiment
+    sizes = {variant.label: experiment.timing_size(variant) for variant in experiment.variants}
     cache = todo.output / "latency.json"
-    if cache.is_file() and set(cached := json.loads(cache.read_text())) - {"cpu"} == set(backends):
-        return cached
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.pop("sizes", None) == sizes and set(cached) - {"cpu"} == set(backends):
+            return cached
     measured: dict[str, dict[str, float]] = {}
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as work:
@@ -216,5 +219,5 @@ def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dic
             times = interleaved(runners, runs=LATENCY_RUNS, rounds=5)
             measured[backend] = {label: round(median_p90([t for r in rounds for t in r])[0], 3)
                                  for label, rounds in times.items()}
-    write_text(cache, json.dumps({**measured, "cpu": cpu.summary()}, indent=2))
+    write_text(cache, json.dumps({**measured, "cpu": cpu.summary(), "sizes": sizes}, indent=2))
     return measured | {"cpu": cpu.summary()}
