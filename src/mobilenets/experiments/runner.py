@@ -11,10 +11,10 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -140,27 +140,36 @@ def _trained(todo: Plan, variant: Variant, seed: int) -> RunResult:
     return _read_run(todo.experiment.task, folder, variant, seed)
 
 
-def training_config(task: str, options: dict[str, Any]) -> Any:
-    """The task's checked training config for `options` (ConfigError naming a bad option)."""
+class _EntryPoints(NamedTuple):
+    """What the runner calls of a task's public API."""
+
+    make_config: Callable[..., Any]  # options -> checked training config (ConfigError naming a bad option)
+    train: Callable[..., Any]  # the task's one training function
+    network: Callable[[Path], torch.nn.Module]  # a run's checkpoint -> the network it trained
+
+
+def _entry_points(task: str) -> _EntryPoints:
+    """The training config, training function and checkpoint loader of `task` (imported when first needed)."""
     if task == CLASSIFICATION:
         from ..classification.config import make_config
+        from ..classification.task import train
 
-        return make_config(**options)
+        return _EntryPoints(make_config, train, load)
+    from ..detection.checkpoint import load_detector
     from ..detection.config import make_detect_config
+    from ..detection.task import train_detector
 
-    return make_detect_config(**options)
+    return _EntryPoints(make_detect_config, train_detector, lambda checkpoint: load_detector(checkpoint).model)
+
+
+def training_config(task: str, options: dict[str, Any]) -> Any:
+    """The task's checked training config for `options` (ConfigError naming a bad option)."""
+    return _entry_points(task).make_config(**options)
 
 
 def _train(task: str, options: dict[str, Any]) -> None:
-    config = training_config(task, options)
-    if task == CLASSIFICATION:
-        from ..classification.task import train
-
-        train(config, progress=False)
-    else:
-        from ..detection.task import train_detector
-
-        train_detector(config, progress=False)
+    task_api = _entry_points(task)
+    task_api.train(task_api.make_config(**options), progress=False)
 
 
 def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult:
@@ -169,18 +178,9 @@ def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult
     with open(folder / "metrics.csv", newline="") as file:
         last = list(csv.DictReader(file))[-1]
     image_size = int(yaml.safe_load((folder / "config.yaml").read_text())["image_size"])
-    cost = profile(_network(task, folder / "best.safetensors"), image_size)
+    cost = profile(_entry_points(task).network(folder / "best.safetensors"), image_size)
     metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k not in _EPOCH_FIELDS}
     return RunResult(variant.label, seed, metrics, cost.params, cost.madds, float(summary["seconds"]))
-
-
-def _network(task: str, checkpoint: Path) -> torch.nn.Module:
-    """The network a run trained: a classifier, or a whole detector (backbone, neck and head)."""
-    if task == CLASSIFICATION:
-        return load(checkpoint)
-    from ..detection.checkpoint import load_detector
-
-    return load_detector(checkpoint).model
 
 
 def installed_backends(backends: Sequence[str]) -> list[str]:
@@ -205,15 +205,15 @@ def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dic
         if cached.pop("sizes", None) == sizes and set(cached) - {"cpu"} == set(backends):
             return cached
     measured: dict[str, dict[str, float]] = {}
-    threads = torch.get_num_threads()
+    network, threads = _entry_points(experiment.task).network, torch.get_num_threads()
     with tempfile.TemporaryDirectory() as work:
         for backend in tqdm(backends, desc="latency", unit="backend", disable=not progress):
             runners = {}
             for i, variant in enumerate(experiment.variants):
                 folder = Path(work) / f"{backend}-{i}"
                 folder.mkdir()
-                model = _network(experiment.task, todo.run_folder(variant, todo.seeds[0]) / "best.safetensors")
-                size = experiment.timing_size(variant)
+                model = network(todo.run_folder(variant, todo.seeds[0]) / "best.safetensors")
+                size = sizes[variant.label]
                 runners[variant.label] = make_runner(model.eval(), backend, torch.randn(1, 3, size, size), folder,
                                                      threads)
             times = interleaved(runners, runs=LATENCY_RUNS, rounds=5)
