@@ -2,15 +2,15 @@
 
     python benchmarks/detect_latency.py [--runs 30] [--threads 2] [--size 512] [--no-executorch]
 
-Per image (a 640x480 photo-sized input, batch 1): letterbox + normalise, the network, decoding (3x3 max-pool
-peaks, top-100, boxes mapped back to the 640x480 image). CenterNet on onnxruntime (our export: batch norm folded;
-its threads told not to spin between runs, since PyTorch pre/post-processing shares the cores), as ExecuTorch
-programs on XNNPACK (fp32, and int8 calibrated on 64 built-in images as `mobilenets detect export --format
-executorch --int8` does; lowering them takes minutes) and in eager PyTorch; torchvision's
-SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing (random weights: no
-downloads here; its NMS then sees more candidate boxes than a trained model's, so its post-processing time is an
-upper bound). Also: parameters, MAdds, and training images/s of the default
-`mobilenets detect train` recipe. Prints markdown tables.
+Per image (a 640x480 photo-sized input, batch 1): letterbox + normalise, the network, decoding (3x3 max-pool peaks,
+top-100 over the score threshold `predict` and `serve` apply, boxes mapped back to the 640x480 image). CenterNet on
+onnxruntime (our export: batch norm folded; its threads told not to spin between runs, since PyTorch pre/post-
+processing shares the cores), as ExecuTorch programs on XNNPACK (fp32, and int8 calibrated on 64 built-in images as
+`mobilenets detect export --format executorch --int8` does; lowering them takes minutes) and in eager PyTorch;
+torchvision's SSDlite320-MobileNetV3-Large in eager PyTorch with its own resize and post-processing (random weights:
+no downloads here; its NMS then sees more candidate boxes than a trained model's, so its post-processing time is an
+upper bound). Also: parameters, MAdds, and training images/s of the default `mobilenets detect train` recipe.
+Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from mobilenets.deploy.runtime import load_exported, onnx_session
 from mobilenets.deploy.timing import time_call
 from mobilenets.detection import create_detector, decode
 from mobilenets.detection.config import DetectConfig
+from mobilenets.detection.decode import SCORE_THRESHOLD
 from mobilenets.detection.export import detector_calibration
 from mobilenets.detection.loss import CenterNetCriterion
 from mobilenets.detection.synthetic import SyntheticDetection
@@ -44,7 +45,7 @@ def _pipeline(run_network, transform, image: Image.Image):
     def detect():
         x, target = transform(image, {"boxes": torch.zeros(0, 4)})
         outputs = run_network(x[None])
-        found = decode(*outputs, k=100)[0]
+        found = decode(*outputs, k=100, threshold=SCORE_THRESHOLD)[0]
         return boxes_to_original(found.boxes, target["letterbox"]), found.scores, found.labels
     return detect
 

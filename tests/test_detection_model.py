@@ -3,6 +3,7 @@ focal loss by hand, and a small detector that learns four images."""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -25,7 +26,7 @@ from mobilenets.detection import (
     gaussian_radius,
     to_coco_results,
 )
-from mobilenets.detection.decode import local_maxima, top_k_flat
+from mobilenets.detection.decode import local_maxima, peaks_above, top_k_flat
 from mobilenets.profile import profile
 
 ort = pytest.importorskip("onnxruntime")
@@ -240,6 +241,34 @@ def test_fast_peak_extraction_equals_max_pool_and_a_plain_top_k(shape):
         plain = expected.flatten(1).topk(min(100, expected[0].numel()), 1).values
         assert torch.equal(values, plain)
         assert torch.equal(peaks.flatten(1).gather(1, index), values)  # the indices point at those values
+
+
+def test_decode_above_a_threshold_tests_only_the_logits_over_it_and_matches_the_dense_path(monkeypatch):
+    """Blobs on a low background with peaks on the borders and corners, a peak beside a higher diagonal neighbour,
+    peaks just over and under the threshold, and more peaks over it than k in the second image: the sparse search
+    gives the dense path's boxes, scores and labels."""
+    generator = torch.Generator().manual_seed(0)
+    heat = -6.0 + 0.3 * torch.randn(2, 5, 64, 48, generator=generator)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(48.0), indexing="ij")
+    centres = [(0, 0, 0.0, 0.0), (0, 1, 63.0, 47.0), (0, 2, 31.3, 0.0), (0, 2, 5.0, 40.2)]
+    centres += [(1, c, float(y), float(x)) for c in range(5) for y, x in ((3, 4), (30, 20), (60, 40))]
+    for image, label, cy, cx in centres:
+        noise = 0.01 * torch.rand(64, 48, generator=generator)
+        blob = 8 * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8) - 4 + noise
+        heat[image, label] = torch.maximum(heat[image, label], blob)
+    heat[0, 3, 10, 10], heat[0, 3, 11, 11] = 2.0, 3.0  # a diagonal neighbour is higher: one peak of the two
+    heat[0, 4, 40, 30], heat[0, 4, 50, 30] = -0.8, -0.9  # scores 0.310 and 0.289: just over and under 0.3
+    size, offset = 1 + 5 * torch.rand(2, 2, 64, 48, generator=generator), torch.rand(2, 2, 64, 48, generator=generator)
+    assert peaks_above(heat, 0.0, 100) is not None  # few logits clear the floor: the sparse search runs
+    sparse = decode(heat, size, offset, threshold=0.3, k=12)
+    decode_module = importlib.import_module("mobilenets.detection.decode")  # the package's `decode` is the function
+    monkeypatch.setattr(decode_module, "SPARSE_SHARE", -1.0)  # no share is small enough: the dense path
+    assert peaks_above(heat, 0.0, 100) is None
+    dense = decode(heat, size, offset, threshold=0.3, k=12)
+    assert [len(d.scores) for d in sparse] == [6, 12]  # image 1 has 15 peaks over the threshold: k = 12 of them
+    for mine, expected in zip(sparse, dense, strict=True):
+        assert torch.equal(mine.boxes, expected.boxes) and torch.equal(mine.scores, expected.scores)
+        assert torch.equal(mine.labels, expected.labels)
 
 
 def test_focal_loss_equals_the_hand_computation():

@@ -10,6 +10,7 @@ from pathlib import Path
 from .._atomic import writable, write_text
 from ..detection.checkpoint import load_detector
 from ..detection.config import DetectConfig, make_detect_config
+from ..detection.decode import SCORE_THRESHOLD
 from ..detection.export import FORMATS as DETECTOR_FORMATS
 from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
@@ -86,7 +87,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                         "one-line error and exit status 1; the others are still predicted.")
     add_model_source(p, "detector")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=0.3, metavar="S",
+    p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=SCORE_THRESHOLD, metavar="S",
                    help="lowest score kept, in [0, 1] (0.3)")
     p.add_argument("--output", default="runs/detect-predict", metavar="DIR")
     p.set_defaults(run=_predict)

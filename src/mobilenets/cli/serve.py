@@ -6,6 +6,7 @@ import argparse
 import os
 import socket
 
+from ..detection.decode import SCORE_THRESHOLD
 from ..extras import require
 from ..recipes import integer_at_least, number_in
 from . import CommandError, add_model_source, model_source
@@ -37,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cors", nargs="+", default=(), metavar="ORIGIN", help="web origins allowed to call it "
                                                                            "(default: none)")
     p.add_argument("--top-k", type=integer_at_least(1), default=5, metavar="K", help="classes per answer (5)")
-    p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=0.3, metavar="S",
+    p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=SCORE_THRESHOLD, metavar="S",
                    help="detector: lowest score kept (0.3)")
     p.set_defaults(run=run)
 

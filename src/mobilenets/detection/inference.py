@@ -16,7 +16,7 @@ from ..engine.distributed import choose_device
 from .checkpoint import Detector, load_detector
 from .config import DetectConfig, make_detect_config
 from .data import evaluation_sets
-from .decode import Detections, decode
+from .decode import SCORE_THRESHOLD, Detections, decode
 from .evaluate import DetectionEval, evaluate_detector, to_coco_results
 from .transforms import boxes_to_original, collate, eval_transform
 
@@ -66,7 +66,7 @@ class ImageDetections:
 
 
 @torch.no_grad()
-def predict_images(checkpoint: str | Path, inputs: list[str | Path], *, threshold: float = 0.3,
+def predict_images(checkpoint: str | Path, inputs: list[str | Path], *, threshold: float = SCORE_THRESHOLD,
                    draw_to: str | Path | None = None, device: str = "auto") -> tuple[list[ImageDetections],
                                                                                       list[dict[str, Any]]]:
     """Detect objects in image files (or folders of them); returns per-image results and the same detections

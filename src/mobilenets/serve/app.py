@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..data.folder import DataError, TooManyPixels, decode_rgb
+from ..detection.decode import SCORE_THRESHOLD
 from .batching import MicroBatcher
 from .servable import Servable, load_servable
 
@@ -57,7 +58,8 @@ class _Metrics:
 
 def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_delay_ms: float = 5.0,
                api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS,
-               cors_origins: list[str] | tuple[str, ...] = (), top_k: int = 5, threshold: float = 0.3) -> Any:
+               cors_origins: list[str] | tuple[str, ...] = (), top_k: int = 5,
+               threshold: float = SCORE_THRESHOLD) -> Any:
     """The ASGI app serving `model` (a Servable, or a checkpoint / `.onnx` / `.pte` path for `load_servable`).
 
     Requests arriving within `max_delay_ms` share a model run of up to `max_batch_size` images; bodies over

@@ -16,7 +16,7 @@ from ..classification.checkpoint import Classifier, classifier_from_exported
 from ..data.transforms import eval_resize_crop, normalise
 from ..deploy.runtime import EXPORTED_SUFFIXES, load_exported
 from ..detection.checkpoint import Detector, detector_from_exported, load_detector
-from ..detection.decode import decode
+from ..detection.decode import SCORE_THRESHOLD, decode
 from ..detection.transforms import boxes_to_original, letterbox
 from ..extras import require
 from ..weights.convert import read_weights
@@ -80,7 +80,7 @@ class ServedDetector(Servable):
 
     task = "detection"
 
-    def __init__(self, detector: Detector, threshold: float = 0.3) -> None:
+    def __init__(self, detector: Detector, threshold: float = SCORE_THRESHOLD) -> None:
         self.model, self.classes = detector.model, detector.classes
         self.image_size = detector.image_size
         self.threshold = threshold
@@ -106,7 +106,7 @@ class ServedDetector(Servable):
 
 
 def load_servable(path: str | Path, *, work: str | Path | None = None, top_k: int = 5,
-                  threshold: float = 0.3) -> Servable:
+                  threshold: float = SCORE_THRESHOLD) -> Servable:
     """A classifier or detector from an exported file (`.onnx`, `.pte`) or a training checkpoint; a checkpoint is
     first exported to ONNX with a dynamic batch into `work` (default: a temporary folder), so that micro-batches
     run on onnxruntime. onnxruntime's threads sleep between runs, leaving the cores to the requests' decoding."""
