@@ -227,6 +227,42 @@ def test_bad_input_gets_one_line_json_errors_while_a_good_client_keeps_being_ans
             urllib.request.urlopen(url + "/metrics")
 
 
+def test_a_failure_of_the_servers_own_is_a_json_500_counted_and_logged_and_others_are_still_answered(caplog):
+    """A custom Servable with bugs: its scale_for fails for one image size and its answer for one colour. Those
+    are the server's failures, not bad input: a one-line JSON 500 (not the 400 of an unreadable upload), counted
+    in /metrics, the traceback in the log; the next request is answered."""
+    from mobilenets.serve.servable import Servable
+
+    class Buggy(Servable):
+        task, classes = "classification", ["red", "blue"]
+
+        def scale_for(self, width: int, height: int) -> float:
+            return 1 / (width - 13)
+
+        def prepare(self, image, full_size):
+            return torch.from_numpy(np.asarray(image.resize((8, 8)))).permute(2, 0, 1), None
+
+        def answer(self, images, contexts):
+            if (images[:, 2] > 100).any():
+                raise RuntimeError("the model failed")
+            return [{"predictions": [{"class": "red", "score": 1.0}]} for _ in contexts]
+
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(Buggy())) as client:
+        for body in (png((13, 9)), png(color=(0, 0, 255))):
+            response = client.post("/v1/predict", content=body, headers={"Content-Type": "image/png"})
+            assert response.status_code == 500
+            assert response.json() == {"error": "internal error (the server's log has the traceback)"}
+        assert client.post("/v1/predict", content=png(), headers={"Content-Type": "image/png"}).json()[
+            "predictions"] == [{"class": "red", "score": 1.0}]
+        metrics = client.get("/metrics").text
+    assert 'mobilenets_requests_total{status="500"} 2.0' in metrics
+    assert 'mobilenets_requests_total{status="200"} 1.0' in metrics
+    failures = [r for r in caplog.records if r.name == "mobilenets.serve.app"]
+    assert [r.exc_info[0] for r in failures] == [ZeroDivisionError, RuntimeError]
+
+
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver") or "/usr/lib/chromium/chromedriver"

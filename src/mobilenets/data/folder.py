@@ -71,16 +71,27 @@ def decode_rgb(data: bytes, *, max_pixels: int | None = None,
     `scale_for(width, height)` is the factor the caller will resize the image by: a JPEG is then decoded at the
     smallest of its DCT scales (1/8, 1/4, 1/2) that still gives at least that many pixels, Pillow's draft mode as
     `Image.thumbnail` uses it, which is several times faster for photos larger than a network's input."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
+    with _as_data_error():
+        image = Image.open(io.BytesIO(data))
+    with image:
+        with _as_data_error():
             _require_pixel_limit(image, max_pixels)
             size = _upright_size(image)
-            if scale_for is not None and (scale := scale_for(*size)) < 1:
+        scale = 1.0 if scale_for is None else scale_for(*size)  # outside: the caller's own errors are not bad input
+        with _as_data_error():
+            if scale < 1:
                 image.draft(None, (max(1, math.ceil(image.width * scale)), max(1, math.ceil(image.height * scale))))
             return _loaded_rgb(image), size
-    except TooManyPixels:
+
+
+@contextmanager
+def _as_data_error() -> Iterator[None]:
+    """What Pillow raises in the block (many types) as a DataError with the reason, as in load_rgb."""
+    try:
+        yield
+    except DataError:
         raise
-    except Exception as e:  # as in load_rgb: Pillow's decoders raise many types
+    except Exception as e:
         raise DataError(_reason(e)) from e
 
 

@@ -3,8 +3,9 @@ dynamic micro-batching, Prometheus metrics, a web page, and limits that keep bad
 
 Endpoints: `POST /v1/predict` (image bytes as the raw body or a multipart file), `GET /health`, `GET /metrics`
 (Prometheus text), `GET /` (the page). With an API key, every endpoint but `/health` and the page itself needs
-`Authorization: Bearer KEY` (the page asks for the key and sends it). Every error is a 4xx with a one-line JSON
-body `{"error": ...}`; the server keeps answering the others.
+`Authorization: Bearer KEY` (the page asks for the key and sends it). Every refused request is a 4xx with a
+one-line JSON body `{"error": ...}`; a failure of the server's own (e.g. of the model) a 500 with one, its
+traceback in the server's log; the server keeps answering the others.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at definition time, and
@@ -12,6 +13,7 @@ body `{"error": ...}`; the server keeps answering the others.
 import asyncio
 import gc
 import hmac
+import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -30,6 +32,7 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+log = logging.getLogger(__name__)
 
 
 class RequestError(Exception):
@@ -132,6 +135,10 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
         except RequestError as error:
             metrics.requests.labels(str(error.status)).inc()
             raise
+        except Exception:
+            log.exception("POST /v1/predict failed")
+            metrics.requests.labels("500").inc()
+            raise RequestError(500, "internal error (the server's log has the traceback)") from None
         latency = time.perf_counter() - started
         metrics.requests.labels("200").inc()
         metrics.latency.observe(latency)
