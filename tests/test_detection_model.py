@@ -245,10 +245,11 @@ def test_fast_peak_extraction_equals_max_pool_and_a_plain_top_k(shape):
 
 def test_decode_above_a_threshold_tests_only_the_logits_over_it_and_matches_the_dense_path(monkeypatch):
     """Blobs on a low background with peaks on the borders and corners, a peak beside a higher diagonal neighbour,
-    peaks just over and under the threshold, and more peaks over it than k in the second image: the sparse search
-    gives the dense path's boxes, scores and labels."""
+    peaks just over and under the threshold, a peak on a map's last row beside a higher one on the next map's
+    first, and more peaks over it than k in the second image: the sparse search gives the dense path's boxes,
+    scores and labels."""
     generator = torch.Generator().manual_seed(0)
-    heat = -6.0 + 0.3 * torch.randn(2, 5, 64, 48, generator=generator)
+    heat = -6.0 + 0.3 * torch.randn(2, 20, 64, 48, generator=generator)
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(48.0), indexing="ij")
     centres = [(0, 0, 0.0, 0.0), (0, 1, 63.0, 47.0), (0, 2, 31.3, 0.0), (0, 2, 5.0, 40.2)]
     centres += [(1, c, float(y), float(x)) for c in range(5) for y, x in ((3, 4), (30, 20), (60, 40))]
@@ -258,6 +259,7 @@ def test_decode_above_a_threshold_tests_only_the_logits_over_it_and_matches_the_
         heat[image, label] = torch.maximum(heat[image, label], blob)
     heat[0, 3, 10, 10], heat[0, 3, 11, 11] = 2.0, 3.0  # a diagonal neighbour is higher: one peak of the two
     heat[0, 4, 40, 30], heat[0, 4, 50, 30] = -0.8, -0.9  # scores 0.310 and 0.289: just over and under 0.3
+    heat[0, 5, 63, 20], heat[0, 6, 0, 20] = 3.0, 3.5  # a bottom-row peak: the next class's top row is no neighbour
     size, offset = 1 + 5 * torch.rand(2, 2, 64, 48, generator=generator), torch.rand(2, 2, 64, 48, generator=generator)
     assert peaks_above(heat, 0.0, 100) is not None  # few logits clear the floor: the sparse search runs
     sparse = decode(heat, size, offset, threshold=0.3, k=12)
@@ -265,7 +267,7 @@ def test_decode_above_a_threshold_tests_only_the_logits_over_it_and_matches_the_
     monkeypatch.setattr(decode_module, "SPARSE_SHARE", -1.0)  # no share is small enough: the dense path
     assert peaks_above(heat, 0.0, 100) is None
     dense = decode(heat, size, offset, threshold=0.3, k=12)
-    assert [len(d.scores) for d in sparse] == [6, 12]  # image 1 has 15 peaks over the threshold: k = 12 of them
+    assert [len(d.scores) for d in sparse] == [8, 12]  # image 1 has 15 peaks over the threshold: k = 12 of them
     for mine, expected in zip(sparse, dense, strict=True):
         assert torch.equal(mine.boxes, expected.boxes) and torch.equal(mine.scores, expected.scores)
         assert torch.equal(mine.labels, expected.labels)
