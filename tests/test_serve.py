@@ -263,6 +263,40 @@ def test_a_failure_of_the_servers_own_is_a_json_500_counted_and_logged_and_other
     assert [r.exc_info[0] for r in failures] == [ZeroDivisionError, RuntimeError]
 
 
+def test_uploads_are_prepared_by_at_most_prepare_threads_at_once():
+    """Six clients at once, preparing takes 50 ms: two threads prepare side by side, never a third; a count under
+    one is refused."""
+    from mobilenets.serve.servable import Servable
+
+    lock, busy, most = threading.Lock(), [0], [0]
+
+    class Slow(Servable):
+        task, classes = "classification", ["only"]
+
+        def prepare(self, image, full_size):
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            time.sleep(0.05)
+            with lock:
+                busy[0] -= 1
+            return torch.zeros(3, 4, 4, dtype=torch.uint8), None
+
+        def answer(self, images, contexts):
+            return [{"predictions": [{"class": "only", "score": 1.0}]} for _ in contexts]
+
+    statuses = []
+    with running(create_app(Slow(), prepare_threads=2)) as url:
+        clients = [threading.Thread(target=lambda: statuses.append(post(url, png(), key=None)[0])) for _ in range(6)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+    assert statuses == [200] * 6 and most[0] == 2
+    with pytest.raises(ValueError, match="prepare_threads must be at least 1, got 0"):
+        create_app(Slow(), prepare_threads=0)
+
+
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver") or "/usr/lib/chromium/chromedriver"

@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="images per model run at most (16; 1 turns batching off)")
     p.add_argument("--max-delay-ms", type=number_in(0, 1000, low_open=False), default=5.0, metavar="MS",
                    help="how long the first request of a batch waits for others (5)")
+    p.add_argument("--prepare-threads", type=integer_at_least(1, 256), metavar="N",
+                   help="threads decoding and resizing uploads (default: half the cores, at least 1; more slow the "
+                        "model's runs)")
     p.add_argument("--api-key", metavar="KEY", help=f"require Authorization: Bearer KEY on every endpoint but "
                                                     f"/health and the page (default: ${API_KEY_VARIABLE} if set)")
     p.add_argument("--max-body-mb", type=number_in(0, 1024), default=20.0, metavar="MB",
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(model_source(args), max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
                      api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
                      max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
-                     cors_origins=args.cors, top_k=args.top_k, threshold=args.threshold)
+                     cors_origins=args.cors, top_k=args.top_k, threshold=args.threshold,
+                     prepare_threads=args.prepare_threads)
     print(f"serving {model_source(args)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=30, log_level="warning")
     return 0

@@ -14,7 +14,9 @@ import asyncio
 import gc
 import hmac
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -61,13 +63,17 @@ class _Metrics:
 
 def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_delay_ms: float = 5.0,
                api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS,
-               cors_origins: list[str] | tuple[str, ...] = (), top_k: int = 5,
-               threshold: float = SCORE_THRESHOLD) -> Any:
+               cors_origins: list[str] | tuple[str, ...] = (), top_k: int = 5, threshold: float = SCORE_THRESHOLD,
+               prepare_threads: int | None = None) -> Any:
     """The ASGI app serving `model` (a Servable, or a checkpoint / `.onnx` / `.pte` path for `load_servable`).
 
-    Requests arriving within `max_delay_ms` share a model run of up to `max_batch_size` images; bodies over
-    `max_body_bytes` and images over `max_pixels` (read from the header, before decoding) are refused; `api_key`
-    (if given) is required as a bearer token; `cors_origins` allows those web origins (none by default)."""
+    Requests arriving within `max_delay_ms` share a model run of up to `max_batch_size` images; uploads are decoded
+    and prepared by `prepare_threads` threads (default `default_prepare_threads()`); bodies over `max_body_bytes`
+    and images over `max_pixels` (read from the header, before decoding) are refused; `api_key` (if given) is
+    required as a bearer token; `cors_origins` allows those web origins (none by default)."""
+    prepare_threads = default_prepare_threads() if prepare_threads is None else prepare_threads
+    if prepare_threads < 1:
+        raise ValueError(f"prepare_threads must be at least 1, got {prepare_threads}")
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -83,12 +89,14 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
         await batcher.start()
         # Everything loaded so far (torch, the model, the web stack) lives as long as the process: exempt it from
         # the garbage collector, whose full passes over it would otherwise stall every request for ~0.2 s.
         gc.freeze()
         yield
         await batcher.stop()  # uvicorn stops accepting first, then waits for requests in flight: answer them
+        app.state.preparing.shutdown()
 
     app = FastAPI(title="mobilenets", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     if cors_origins:
@@ -130,7 +138,8 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
             authorize(request)
             with batcher.expecting():
                 data = await _image_bytes(request, max_body_bytes)
-                x, context, (width, height) = await asyncio.to_thread(_prepare, servable, data, max_pixels)
+                x, context, (width, height) = await asyncio.get_running_loop().run_in_executor(
+                    app.state.preparing, _prepare, servable, data, max_pixels)
             answer = await batcher.submit((x, context))
         except RequestError as error:
             metrics.requests.labels(str(error.status)).inc()
@@ -146,6 +155,13 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
                              "latency_ms": round(latency * 1000, 2)})
 
     return app
+
+
+def default_prepare_threads() -> int:
+    """Half of this process's cores, at least one: the model's runtime works on the cores with its own threads, and
+    more threads preparing uploads beside it slow its runs more than they speed up decoding (docs/benchmarks.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 def _prepare(servable: Servable, data: bytes, max_pixels: int) -> tuple[torch.Tensor, Any, tuple[int, int]]:
