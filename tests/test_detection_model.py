@@ -261,11 +261,13 @@ def test_decode_above_a_threshold_tests_only_the_logits_over_it_and_matches_the_
     heat[0, 4, 40, 30], heat[0, 4, 50, 30] = -0.8, -0.9  # scores 0.310 and 0.289: just over and under 0.3
     heat[0, 5, 63, 20], heat[0, 6, 0, 20] = 3.0, 3.5  # a bottom-row peak: the next class's top row is no neighbour
     size, offset = 1 + 5 * torch.rand(2, 2, 64, 48, generator=generator), torch.rand(2, 2, 64, 48, generator=generator)
-    assert peaks_above(heat, 0.0, 100) is not None  # few logits clear the floor: the sparse search runs
+    floor = math.log(0.3 / 0.7) - 1e-4  # the floor decode uses for a threshold of 0.3
+    assert peaks_above(heat, floor, 100) is not None  # few rows reach over it: the sparse search runs
     sparse = decode(heat, size, offset, threshold=0.3, k=12)
+    assert decode(heat[:0], size[:0], offset[:0], threshold=0.3) == []  # an empty batch
     decode_module = importlib.import_module("mobilenets.detection.decode")  # the package's `decode` is the function
     monkeypatch.setattr(decode_module, "SPARSE_SHARE", -1.0)  # no share is small enough: the dense path
-    assert peaks_above(heat, 0.0, 100) is None
+    assert peaks_above(heat, floor, 100) is None
     dense = decode(heat, size, offset, threshold=0.3, k=12)
     assert [len(d.scores) for d in sparse] == [8, 12]  # image 1 has 15 peaks over the threshold: k = 12 of them
     for mine, expected in zip(sparse, dense, strict=True):

@@ -297,6 +297,34 @@ def test_uploads_are_prepared_by_at_most_prepare_threads_at_once():
         create_app(Slow(), prepare_threads=0)
 
 
+def test_the_app_serves_again_after_a_restart_and_when_mounted_in_another_app():
+    """Two lifespans one after the other (the model thread and the preparing pool start again), and the app mounted
+    in another one, which does not run a mounted app's lifespan: it starts on the first request."""
+    from fastapi.testclient import TestClient
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from mobilenets.serve.servable import Servable
+
+    class Constant(Servable):
+        task, classes = "classification", ["only"]
+
+        def prepare(self, image, full_size):
+            return torch.zeros(3, 4, 4, dtype=torch.uint8), None
+
+        def answer(self, images, contexts):
+            return [{"predictions": [{"class": "only", "score": 1.0}]} for _ in contexts]
+
+    headers = {"Content-Type": "image/png"}
+    app = create_app(Constant())
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.post("/v1/predict", content=png(), headers=headers).status_code == 200
+    with TestClient(Starlette(routes=[Mount("/ml", app=create_app(Constant()))])) as client:
+        answer = client.post("/ml/v1/predict", content=png(), headers=headers).json()
+    assert answer["predictions"] == [{"class": "only", "score": 1.0}]
+
+
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver") or "/usr/lib/chromium/chromedriver"

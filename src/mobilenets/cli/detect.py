@@ -88,7 +88,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     add_model_source(p, "detector")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=SCORE_THRESHOLD, metavar="S",
-                   help="lowest score kept, in [0, 1] (0.3)")
+                   help=f"lowest score kept, in [0, 1] ({SCORE_THRESHOLD})")
     p.add_argument("--output", default="runs/detect-predict", metavar="DIR")
     p.set_defaults(run=_predict)
 

@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                                            "(default: none)")
     p.add_argument("--top-k", type=integer_at_least(1), default=5, metavar="K", help="classes per answer (5)")
     p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=SCORE_THRESHOLD, metavar="S",
-                   help="detector: lowest score kept (0.3)")
+                   help=f"detector: lowest score kept ({SCORE_THRESHOLD})")
     p.set_defaults(run=run)
 
 

@@ -70,7 +70,8 @@ def decode_rgb(data: bytes, *, max_pixels: int | None = None,
 
     `scale_for(width, height)` is the factor the caller will resize the image by: a JPEG is then decoded at the
     smallest of its DCT scales (1/8, 1/4, 1/2) that still gives at least that many pixels, Pillow's draft mode as
-    `Image.thumbnail` uses it, which is several times faster for photos larger than a network's input."""
+    `Image.thumbnail` uses it, which is several times faster for photos larger than a network's input. What
+    `scale_for` itself raises propagates as it is: a bug of the caller's, not bad input."""
     with _as_data_error():
         image = Image.open(io.BytesIO(data))
     with image:

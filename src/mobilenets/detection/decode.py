@@ -72,8 +72,10 @@ def peaks_above(heatmap_logits: Tensor, floor: float, k: int) -> list[tuple[Tens
     """Per image, the logits and flat indices (into C*H*W) of the k highest local maxima above `floor`, best
     first, found by testing only the logits above it against their 3x3 neighbours, in the rows whose maximum is
     above it: a trained heat map clears a detection threshold in few places, so this skips `local_maxima`'s passes
-    over the whole map. None where over SPARSE_SHARE of the rows clear `floor`, as then those passes are faster."""
-    batch, _, height, width = heatmap_logits.shape
+    over the whole map. None where over SPARSE_SHARE of the rows clear `floor`, as then those passes are faster.
+    The same peaks as `top_k_flat(local_maxima(...))` but for the order among equal logits (and which of them
+    make the k-th place)."""
+    batch, classes, height, width = heatmap_logits.shape
     rows = heatmap_logits.reshape(-1, width)
     hit_rows = (rows.amax(1) > floor).nonzero().squeeze(1)
     if hit_rows.numel() > rows.shape[0] * SPARSE_SHARE:
@@ -88,7 +90,7 @@ def peaks_above(heatmap_logits: Tensor, floor: float, k: int) -> list[tuple[Tens
         neighbour = at + ((y + dy).clamp(0, height - 1) - y) * width + (x + dx).clamp(0, width - 1) - x
         is_peak &= values >= logits[neighbour]
     at, values = at[is_peak], values[is_peak]
-    per_image = heatmap_logits[0].numel()
+    per_image = classes * height * width
     image = torch.div(at, per_image, rounding_mode="floor")
     peaks = []
     for b in range(batch):
@@ -101,6 +103,7 @@ def peaks_above(heatmap_logits: Tensor, floor: float, k: int) -> list[tuple[Tens
 def decode(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k: int = 100, threshold: float = 0.0,
            stride: int = 4, nms_iou: float | None = None) -> list[Detections]:
     """Per image, the top-k peaks scoring above `threshold`, best first; with `nms_iou`, class-wise NMS too."""
+    heatmap_logits = heatmap_logits.float()  # half-precision logits would round across the threshold's logit
     peaks = None
     if 0 < threshold < 1:  # the floor sits just under the threshold's logit: `scores > threshold` decides
         peaks = peaks_above(heatmap_logits, math.log(threshold / (1 - threshold)) - 1e-4, k)

@@ -48,7 +48,7 @@ def letterbox(image: Image.Image | torch.Tensor, size: int,
     resized = (max(1, round(width * size / longer)), max(1, round(height * size / longer)))
     original = original_size or (width, height)
     info = LetterboxInfo((resized[0] / original[0], resized[1] / original[1]), (0, 0), original)
-    # Resized as a uint8 tensor, as in training, by torch's antialiased kernel: several times faster than Pillow's.
+    # Resized as a uint8 tensor by torch's antialiased kernel, as training's transforms resize, and faster than Pillow.
     pixels = F.resize(F.to_image(image), [resized[1], resized[0]], antialias=True)
     padded = F.pad(pixels, [0, 0, size - resized[0], size - resized[1]], fill=list(PAD_COLOUR))
     return padded.as_subclass(torch.Tensor), info

@@ -77,6 +77,7 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from starlette.requests import ClientDisconnect
 
     servable = model if isinstance(model, Servable) else load_servable(model, top_k=top_k, threshold=threshold)
     metrics = _Metrics()
@@ -87,18 +88,29 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     batcher = MicroBatcher(run_batch, max_batch_size=max_batch_size, max_delay_ms=max_delay_ms,
                            on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
 
+    starting = asyncio.Lock()
+
+    async def start() -> None:
+        async with starting:
+            if app.state.preparing is None:
+                app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
+                await batcher.start()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
-        await batcher.start()
+        await start()
         # Everything loaded so far (torch, the model, the web stack) lives as long as the process: exempt it from
         # the garbage collector, whose full passes over it would otherwise stall every request for ~0.2 s.
         gc.freeze()
-        yield
-        await batcher.stop()  # uvicorn stops accepting first, then waits for requests in flight: answer them
-        app.state.preparing.shutdown()
+        try:
+            yield
+        finally:
+            preparing, app.state.preparing = app.state.preparing, None
+            await batcher.stop()  # uvicorn stops accepting first, then waits for requests in flight: answer them
+            preparing.shutdown()
 
     app = FastAPI(title="mobilenets", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.preparing = None
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -134,6 +146,8 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     @app.post("/v1/predict")
     async def predict(request: Request) -> JSONResponse:
         started = time.perf_counter()
+        if app.state.preparing is None:  # mounted in another app, which does not run a mounted app's lifespan
+            await start()
         try:
             authorize(request)
             with batcher.expecting():
@@ -144,6 +158,9 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
         except RequestError as error:
             metrics.requests.labels(str(error.status)).inc()
             raise
+        except ClientDisconnect:  # the client left during the upload: nothing failed here, and no one to answer
+            metrics.requests.labels("499").inc()
+            raise RequestError(499, "the client disconnected during the upload") from None
         except Exception:
             log.exception("POST /v1/predict failed")
             metrics.requests.labels("500").inc()

@@ -31,10 +31,11 @@ class MicroBatcher:
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
         self._arriving = 0
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
+        self._model_thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        """Start collecting (in the running event loop)."""
+        """Start collecting (in the running event loop); after `stop`, it can start again."""
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._collect())
 
@@ -44,7 +45,9 @@ class MicroBatcher:
             await self._queue.join()
         if self._worker is not None:
             self._worker.cancel()
-        self._model_thread.shutdown(wait=True)
+        if self._model_thread is not None:
+            self._model_thread.shutdown(wait=True)
+        self._queue = self._worker = self._model_thread = None
 
     @contextmanager
     def expecting(self) -> Iterator[None]:
@@ -66,7 +69,7 @@ class MicroBatcher:
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
-        queue = self._queue
+        queue, model_thread = self._queue, self._model_thread
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self.max_delay
@@ -79,7 +82,7 @@ class MicroBatcher:
             self.on_queue(queue.qsize())
             self.on_batch(len(batch))
             try:
-                results = await loop.run_in_executor(self._model_thread, self.run_batch, [i for i, _ in batch])
+                results = await loop.run_in_executor(model_thread, self.run_batch, [i for i, _ in batch])
             except Exception as error:  # one failed run fails its own requests, not the server
                 results = [error] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
