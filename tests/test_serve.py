@@ -325,6 +325,22 @@ def test_the_app_serves_again_after_a_restart_and_when_mounted_in_another_app():
     assert answer["predictions"] == [{"class": "only", "score": 1.0}]
 
 
+def test_a_client_leaving_mid_upload_is_counted_as_499_and_logs_no_failure(classifier_onnx, caplog):
+    app = create_app(classifier_onnx)
+    with running(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                           b"Content-Length: 100000\r\n\r\n" + png()[:20])
+        deadline = time.time() + 10
+        while 'status="499"' not in (metrics := urllib.request.urlopen(url + "/metrics").read().decode()):
+            assert time.time() < deadline, "the server never counted the disconnect"
+            time.sleep(0.05)
+        assert post(url, png())[0] == 200  # and it keeps answering
+    assert 'mobilenets_requests_total{status="499"} 1.0' in metrics and 'status="500"' not in metrics
+    assert not [r for r in caplog.records if r.name == "mobilenets.serve.app"]
+
+
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver") or "/usr/lib/chromium/chromedriver"
