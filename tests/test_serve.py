@@ -179,6 +179,26 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
         MicroBatcher(run_batch, max_batch_size=0)
 
 
+def test_a_batcher_started_with_an_example_runs_every_batch_size_twice_before_the_first_request():
+    runs: list[list[str]] = []
+
+    def run_batch(items):
+        runs.append(list(items))
+        return items
+
+    async def scenario():
+        batcher = MicroBatcher(run_batch, max_batch_size=3)
+        await batcher.start(example="blank")
+        warmed = list(runs)
+        answer = await batcher.submit("request")
+        await batcher.stop()
+        return warmed, answer
+
+    warmed, answer = asyncio.run(scenario())
+    assert [len(batch) for batch in warmed] == [1, 1, 2, 2, 3, 3] and {i for b in warmed for i in b} == {"blank"}
+    assert answer == "request" and runs[-1] == ["request"]
+
+
 def test_bad_input_gets_one_line_json_errors_while_a_good_client_keeps_being_answered(classifier_onnx):
     app = create_app(classifier_onnx, api_key=KEY, max_body_bytes=100_000, max_pixels=1_000_000)
     good = png()
@@ -243,7 +263,7 @@ def test_a_failure_of_the_servers_own_is_a_json_500_counted_and_logged_and_other
             return torch.from_numpy(np.asarray(image.resize((8, 8)))).permute(2, 0, 1), None
 
         def answer(self, images, contexts):
-            if (images[:, 2] > 100).any():
+            if (images[:, 2] > 200).any():
                 raise RuntimeError("the model failed")
             return [{"predictions": [{"class": "red", "score": 1.0}]} for _ in contexts]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from ..data.folder import DataError, TooManyPixels, decode_rgb
 from ..detection.decode import SCORE_THRESHOLD
@@ -94,7 +95,8 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
         async with starting:
             if app.state.preparing is None:
                 app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
-                await batcher.start()
+                blank = Image.new("RGB", (64, 64), (128, 128, 128))
+                await batcher.start(example=servable.prepare(blank, blank.size))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
