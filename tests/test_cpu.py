@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 
 import pytest
@@ -91,3 +92,15 @@ def test_this_cpu_is_described_consistently(monkeypatch):
     assert described["isa"] == list(info.isa) and described["int8_dot_product"] is info.int8_dot_product
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert cpu.describe().onednn_max_cpu_isa is None
+
+
+def test_available_cores_are_the_affinity_mask_else_the_machines_count_and_at_least_one(monkeypatch):
+    from mobilenets.serve.app import default_prepare_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 3, 5}, raising=False)
+    assert cpu.available_cores() == 3 and default_prepare_threads() == 1  # taskset -c 2,3,5 on a 64-core machine
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert cpu.available_cores() == 64 and default_prepare_threads() == 32
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert cpu.available_cores() == 1 and default_prepare_threads() == 1

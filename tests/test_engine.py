@@ -145,14 +145,14 @@ def test_a_killed_runs_half_written_files_are_cleaned_and_outputs_share_one_mode
 
 def test_small_data_too_many_workers_and_one_class_are_said_and_trained_on(tmp_path, caplog, monkeypatch):
     import logging
-    import os
 
     from PIL import Image
 
+    from mobilenets import cpu
     from mobilenets.classification.task import CLASSIFICATION
     from mobilenets.engine import trainer
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu, "available_cores", lambda: 2)
     monkeypatch.setattr(trainer, "DataLoader", lambda *args, **kwargs: (kwargs["num_workers"], kwargs["batch_size"]))
     data = Toy().build_data(toy_config(tmp_path, points=20), progress=False)
     with caplog.at_level(logging.WARNING, logger="mobilenets"):

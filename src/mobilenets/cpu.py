@@ -116,3 +116,11 @@ def describe() -> CpuInfo:
 def summary() -> str:
     """The one-line summary of this process's CPU, to print at the top of a benchmark."""
     return describe().summary()
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its affinity mask where the OS keeps one (a container or `taskset` can
+    grant fewer than the machine has), else the machine's count; at least one."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1

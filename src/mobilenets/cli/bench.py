@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
-from ..cpu import describe
+from .. import cpu
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..extras import MissingExtra
 from ..models import list_models
@@ -44,8 +43,7 @@ def _batches(text: str) -> list[int]:
 
 
 def _threads(text: str) -> int:
-    cores = os.cpu_count() or 1
-    return integer_at_least(1, 4 * cores)(text)  # oversubscription is worth measuring; a typo is not
+    return integer_at_least(1, 4 * cpu.available_cores())(text)  # oversubscription is worth measuring; a typo is not
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{e}: the onnxruntime backends need pip install 'mobilenets[deploy]'") from None
     written = write_reports(results, Path(args.output), f"mobilenets bench, {args.resolution}px")
     if args.json:
-        print(json.dumps({"cpu": describe().to_dict(), "results": [asdict(r) for r in results],
+        print(json.dumps({"cpu": cpu.describe().to_dict(), "results": [asdict(r) for r in results],
                           "files": [str(p) for p in written]}))
     else:
         print((Path(args.output) / "bench.md").read_text())

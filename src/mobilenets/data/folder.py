@@ -24,13 +24,15 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from .. import cpu
+
 log = logging.getLogger(__name__)
 
 Sample = tuple[Path, int]
 Skipped = tuple[Path, str]
 
 _PROGRESS_MIN_FILES = 200
-_CHECK_THREADS = min(4, os.cpu_count() or 1)  # decoding releases the GIL; more threads mostly wait on the disk
+_CHECK_THREADS = min(4, cpu.available_cores())  # decoding releases the GIL; more threads mostly wait on the disk
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 _DEFAULT_PIXEL_LIMIT = 89_478_485  # Pillow's own default for Image.MAX_IMAGE_PIXELS

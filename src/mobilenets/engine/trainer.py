@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ def _loaders(config: TrainingOptions, data: TaskData, task: Task, job: Distribut
     if per_process * job.world_size < config.batch_size:
         log.warning("%d training images are fewer than one batch of %d: batches of %d", len(data.train),
                     config.batch_size, per_process * job.world_size)
-    cores = os.cpu_count() or 1
+    cores = cpu.available_cores()
     workers = config.workers if config.workers is not None else (0 if data.built_in else min(4, cores))
     if workers > cores:
         log.warning("%d data-loading workers on %d cores would only contend: using %d", workers, cores, cores)

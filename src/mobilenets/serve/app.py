@@ -14,7 +14,6 @@ import asyncio
 import gc
 import hmac
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .. import cpu
 from ..data.folder import DataError, TooManyPixels, decode_rgb
 from ..detection.decode import SCORE_THRESHOLD
 from .batching import MicroBatcher
@@ -179,8 +179,7 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
 def default_prepare_threads() -> int:
     """Half of this process's cores, at least one: the model's runtime works on the cores with its own threads, and
     more threads preparing uploads beside it slow its runs more than they speed up decoding (docs/benchmarks.md)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // 2)
+    return max(1, cpu.available_cores() // 2)
 
 
 def _prepare(servable: Servable, data: bytes, max_pixels: int) -> tuple[torch.Tensor, Any, tuple[int, int]]:
