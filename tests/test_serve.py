@@ -179,7 +179,12 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
         MicroBatcher(run_batch, max_batch_size=0)
 
 
-def test_a_batcher_started_with_an_example_runs_every_batch_size_twice_before_the_first_request():
+def test_serving_starts_after_running_the_largest_batch_the_network_will_run_twice(classifier_run,
+                                                                                      classifier_onnx, tmp_path):
+    from mobilenets.classification.export import export_classifier
+    from mobilenets.serve.app import _warm_up_batches
+    from mobilenets.serve.servable import load_servable
+
     runs: list[list[str]] = []
 
     def run_batch(items):
@@ -188,15 +193,19 @@ def test_a_batcher_started_with_an_example_runs_every_batch_size_twice_before_th
 
     async def scenario():
         batcher = MicroBatcher(run_batch, max_batch_size=3)
-        await batcher.start(example="blank")
-        warmed = list(runs)
+        await batcher.start(warm_up=[["blank"], ["blank", "blank"]])
         answer = await batcher.submit("request")
         await batcher.stop()
-        return warmed, answer
+        return answer
 
-    warmed, answer = asyncio.run(scenario())
-    assert [len(batch) for batch in warmed] == [1, 1, 2, 2, 3, 3] and {i for b in warmed for i in b} == {"blank"}
-    assert answer == "request" and runs[-1] == ["request"]
+    assert asyncio.run(scenario()) == "request" and runs == [["blank"], ["blank", "blank"], ["request"]]
+    dynamic = load_servable(classifier_onnx)
+    assert [len(batch) for batch in _warm_up_batches(dynamic, 3)] == [3, 3]
+    x, _ = dynamic.prepare(Image.new("RGB", (64, 64)), (64, 64))
+    assert _warm_up_batches(dynamic, 1)[0][0][0].shape == x.shape and dynamic.fixed_batch is None
+    single = load_servable(export_classifier(classifier_run[0] / "best.safetensors", "onnx", tmp_path / "one.onnx",
+                                             dynamic_batch=False).path)
+    assert single.fixed_batch == 1 and [len(batch) for batch in _warm_up_batches(single, 16)] == [1, 1]
 
 
 def test_bad_input_gets_one_line_json_errors_while_a_good_client_keeps_being_answered(classifier_onnx):

@@ -95,8 +95,7 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
         async with starting:
             if app.state.preparing is None:
                 app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
-                blank = Image.new("RGB", (64, 64), (128, 128, 128))
-                await batcher.start(example=servable.prepare(blank, blank.size))
+                await batcher.start(warm_up=_warm_up_batches(servable, max_batch_size))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -180,6 +179,16 @@ def default_prepare_threads() -> int:
     """Half of this process's cores, at least one: the model's runtime works on the cores with its own threads, and
     more threads preparing uploads beside it slow its runs more than they speed up decoding (docs/benchmarks.md)."""
     return max(1, cpu.available_cores() // 2)
+
+
+def _warm_up_batches(servable: Servable, max_batch_size: int) -> list[list[tuple[torch.Tensor, Any]]]:
+    """A blank image in the largest batch the network will run, twice: a runtime grows its memory arena on the
+    first runs at a larger input (onnxruntime: the second run at a new batch size can take several times as long),
+    which would otherwise fall on requests as their batches reach new sizes; once grown, smaller batches fit."""
+    blank = Image.new("RGB", (64, 64), (128, 128, 128))
+    example = servable.prepare(blank, blank.size)
+    largest = min(max_batch_size, servable.fixed_batch or max_batch_size)
+    return [[example] * largest] * 2
 
 
 def _prepare(servable: Servable, data: bytes, max_pixels: int) -> tuple[torch.Tensor, Any, tuple[int, int]]:

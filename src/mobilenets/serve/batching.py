@@ -10,7 +10,7 @@ runs on one worker thread, off the event loop, so the server keeps accepting and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -33,14 +33,12 @@ class MicroBatcher:
         self._arriving = 0
         self._model_thread: ThreadPoolExecutor | None = None
 
-    async def start(self, example: Any = None) -> None:
-        """Start collecting (in the running event loop); after `stop`, it can start again. With an `example` item,
-        first run batches of it at every size up to the largest, twice each: a runtime plans its memory for an
-        input shape on its first runs (onnxruntime's memory pattern: the second run at a new batch size can take
-        several times as long), which would otherwise fall on requests as their batches reach new sizes."""
+    async def start(self, warm_up: Iterable[list[Any]] = ()) -> None:
+        """Start collecting (in the running event loop), after running the batches of `warm_up` in the model
+        thread; after `stop`, it can start again."""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
-        if example is not None:
-            await asyncio.get_running_loop().run_in_executor(self._model_thread, self._warm_up, example)
+        for batch in warm_up:
+            await asyncio.get_running_loop().run_in_executor(self._model_thread, self.run_batch, batch)
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._collect())
 
@@ -53,11 +51,6 @@ class MicroBatcher:
         if self._model_thread is not None:
             self._model_thread.shutdown(wait=True)
         self._queue = self._worker = self._model_thread = None
-
-    def _warm_up(self, example: Any) -> None:
-        for size in range(1, self.max_batch_size + 1):
-            for _ in range(2):
-                self.run_batch([example] * size)
 
     @contextmanager
     def expecting(self) -> Iterator[None]:

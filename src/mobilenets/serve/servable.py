@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..classification.checkpoint import Classifier, classifier_from_exported
 from ..data.transforms import eval_resize_crop, normalise
-from ..deploy.runtime import EXPORTED_SUFFIXES, load_exported
+from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedNetwork, load_exported
 from ..detection.checkpoint import Detector, detector_from_exported, load_detector
 from ..detection.decode import SCORE_THRESHOLD, decode
 from ..detection.transforms import boxes_to_original, letterbox
@@ -44,6 +44,12 @@ class Servable(ABC):
     @abstractmethod
     def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
         """One JSON-ready answer per image of the batch (uint8, B, C, H, W)."""
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The one batch size its network runs (a larger batch runs in pieces of it), or None for any."""
+        network = getattr(self, "model", None)
+        return network.exported.fixed_batch if isinstance(network, ExportedNetwork) else None
 
     def describe(self) -> dict[str, Any]:
         """What the web page and /health show about the model."""
