@@ -272,3 +272,40 @@ def test_ctrl_c_is_one_line_with_exit_130_and_the_run_resumes(tmp_path, capsys, 
     assert main(["train", *options, "--resume"]) == 0
     assert "after epoch 1 of 2" in (tmp_path / "run" / "train.log").read_text()
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # the header and both epochs
+
+
+def test_files_written_together_keep_the_old_ones_when_a_write_runs_out_of_room(tmp_path):
+    import errno
+
+    from mobilenets._atomic import OutputError, atomic_paths
+
+    model, sidecar = tmp_path / "m.pte", tmp_path / "m.pte.json"
+    model.write_text("old program")
+    sidecar.write_text("old metadata")
+    with pytest.raises(OutputError) as info, atomic_paths(model, sidecar) as (new_model, new_sidecar):
+        new_model.write_text("new program")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(info.value).startswith(f"{model}, {sidecar}: could not be written (No space left on device)")
+    assert model.read_text() == "old program" and sidecar.read_text() == "old metadata"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pte", "m.pte.json"]
+    with atomic_paths(model, sidecar) as (new_model, new_sidecar):
+        new_model.write_text("new program")
+        new_sidecar.write_text("new metadata")
+    assert model.read_text() == "new program" and sidecar.read_text() == "new metadata"
+
+
+def test_a_classifier_exported_at_another_resolution_records_that_preprocessing(classifier_run, tmp_path):
+    from mobilenets.classification.checkpoint import load_classifier
+    from mobilenets.classification.export import export_classifier
+    from mobilenets.classification.predict import predict
+
+    checkpoint = classifier_run[0] / "best.safetensors"
+    trained = load_classifier(checkpoint).preprocess
+    exported = export_classifier(checkpoint, "onnx", tmp_path / "48.onnx", resolution=48)
+    preprocess = load_classifier(exported.path).preprocess
+    assert (preprocess.image_size, preprocess.resize) == (48, round(48 * trained.resize / trained.image_size))
+    assert (preprocess.mean, preprocess.std, preprocess.interpolation) == (trained.mean, trained.std,
+                                                                           trained.interpolation)
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(tmp_path / "red.png")
+    [answer] = predict(exported.path, [tmp_path / "red.png"], topk=2)
+    assert answer.error is None and len(answer.classes) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,6 +187,32 @@ def _export(*options: str, checkpoint: bool = False, output: str = "m.onnx") -> 
     return make
 
 
+def _onnx_with(folder: Path, *, classes: int = 3, outputs: int = 3, size: int = 32, crop: int = 32,
+               **metadata: object) -> Path:
+    """A small classifier exported to ONNX with `outputs` logits at `size` px, whose metadata says `classes`
+    class names and a `crop`-px preprocessing, plus `metadata`."""
+    from mobilenets import create_model
+    from mobilenets.data.transforms import default_preprocess
+    from mobilenets.deploy import export
+
+    model = create_model("mobilenet_v3_small", width_mult=0.25, num_classes=outputs).eval()
+    meta = {"classes": [f"c{i}" for i in range(classes)], "preprocess": default_preprocess(crop).to_dict(),
+            **metadata}
+    return export(model, "onnx", folder / "m.onnx", resolution=size, metadata=meta).path
+
+
+def _detector_onnx(folder: Path, runs: Runs) -> Path:
+    from mobilenets.detection.checkpoint import load_detector
+    from mobilenets.detection.export import export_detector
+
+    return export_detector(load_detector(runs.detector / "best.safetensors"), folder / "d.onnx")
+
+
+def _fifo(folder: Path, name: str) -> Path:
+    os.mkfifo(folder / name)
+    return folder / name
+
+
 def _a_file(folder: Path) -> Path:
     return _text(folder / "a_file", "not a folder")
 
@@ -261,8 +288,8 @@ CASES: dict[str, Case] = {
                                                                                "preprocessing {'image_size': 32}"),
     "preprocessing not numbers": Case(_metadata(preprocess={"image_size": "big", "resize": 36, "mean": [0, 0, 0],
                                                             "std": [1, 1, 1]}), "bad.safetensors: invalid prepro"),
-    "fewer class names than outputs": Case(_metadata(classes=["a"]), "bad.safetensors: its class names (1) do not "
-                                                                     "match the model's "),
+    "fewer class names than outputs": Case(_metadata(classes=["a"]), "bad.safetensors: 1 class name, but its "
+                                                                     "network has "),
     "detector evaluated as classifier": Case(lambda f, r: ["eval", "--checkpoint", str(r.detector_file())],
                                              "detector-best.safetensors: a detection checkpoint, not a "
                                              "classifier"),
@@ -306,6 +333,32 @@ CASES: dict[str, Case] = {
     # outputs: checked before the work, nothing written
     "export into a file": Case(_export(output="a_file/m.onnx"), "{folder}/a_file is a file, not a folder"),
     "export onto a folder": Case(_export(output="."), "a folder, not a file"),
+    "export onto a pipe": Case(lambda f, r: [*_export()(f, r)[:-1], str(_fifo(f, "p.onnx"))],
+                               "{folder}/p.onnx: not a regular file"),
+    "executorch export whose sidecar is a folder": Case(
+        lambda f, r: [*_export("--format", "executorch", output="z.pte")(f, r)[:-2], "--output",
+                      str((f / "z.pte.json").mkdir() or f / "z.pte")], "{folder}/z.pte.json: a folder"),
+    "onnx export named .pte": Case(_export(output="m.pte"), "{folder}/m.pte: a .pte name for the onnx format"),
+    "int8 calibration folder missing": Case(_export("--int8", "--calibration", "none", checkpoint=True),
+                                            "--calibration: {folder}/none: no such folder"),
+    "exported: fewer class names than outputs": Case(lambda f, r: ["predict", "--model", str(_onnx_with(f, classes=2)),
+                                                         str(_images(f / "in", 1))],
+                                           "{folder}/m.onnx: 2 class names, but its network has 3 outputs"),
+    "preprocessing of another size than the input": Case(
+        lambda f, r: ["predict", "--model", str(_onnx_with(f, crop=64)), str(_images(f / "in", 1))],
+        "{folder}/m.onnx: its preprocessing crops 64 px, but its network takes 32x32"),
+    "train_config not an object": Case(lambda f, r: ["eval", "--model", str(_onnx_with(f, train_config="x"))],
+                                       "{folder}/m.onnx: its train_config is not a JSON object"),
+    "train_config out of range": Case(
+        lambda f, r: ["eval", "--model", str(_onnx_with(f, train_config={"synthetic_val_size": -5}))],
+        "{folder}/m.onnx: its train_config does not hold: synthetic_val_size"),
+    "a detector given to predict": Case(lambda f, r: ["predict", "--model", str(_detector_onnx(f, r)),
+                                                      str(_images(f / "in", 1))],
+                                        "d.onnx: has 3 outputs, not a classifier's one"),
+    "eval batch size 0": Case(lambda f, r: ["eval", "--checkpoint", str(r.classifier_file()), "--batch-size", "0"],
+                              "--batch-size: must be an integer >= 1, got '0'"),
+    "serve with an empty API key": Case(lambda f, r: ["serve", "--checkpoint", str(r.classifier_file()),
+                                                      "--api-key", ""], "--api-key is empty"),
     "int8 export into a file": Case(_export("--int8", checkpoint=True, output="a_file/m.onnx"),
                                     "is a file, not a folder"),
     "int8 on torchscript": Case(_export("--int8", "--format", "torchscript"), "--int8"),
@@ -373,6 +426,8 @@ def _snapshot(folder: Path) -> dict[str, str]:
         name = str(path.relative_to(folder))
         if path.is_symlink():
             state[name] = "link"
+        elif not path.is_dir() and not path.is_file():
+            state[name] = "special"
         elif path.is_dir():
             state[name] = "folder"
         else:

@@ -12,12 +12,14 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -54,6 +56,15 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG declaring `width` x `height` pixels (no pixel data): what a decompression bomb shows."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
 def post(url: str, body: bytes, content_type: str = "image/png", key: str | None = KEY) -> tuple[int, dict]:
@@ -219,6 +230,7 @@ def test_bad_input_gets_one_line_json_errors_while_a_good_client_keeps_being_ans
         "truncated": ((good[: len(good) // 2], "image/png", KEY), 400, "truncated"),
         "wrong type": ((good, "text/plain", KEY), 415, "content type 'text/plain'"),
         "too many pixels": ((png((1500, 1000)), "image/png", KEY), 413, "1500x1000 = 1,500,000 pixels"),
+        "over Pillow's own limit": ((png_header(100_000, 100_000), "image/png", KEY), 413, "10000000000 pixels"),
         "too large": ((big_noise.getvalue(), "image/png", KEY), 413, "over the limit of 100,000"),
         "no key": ((good, "image/png", None), 401, "API key"),
         "wrong key": ((good, "image/png", "guess"), 401, "API key"),
@@ -254,6 +266,10 @@ def test_bad_input_gets_one_line_json_errors_while_a_good_client_keeps_being_ans
         assert "mobilenets_batch_size_count" in metrics and "mobilenets_queue_depth" in metrics
         with pytest.raises(urllib.error.HTTPError, match="401"):
             urllib.request.urlopen(url + "/metrics")
+        for path, method, status in (("/nowhere", "GET", 404), ("/v1/predict", "GET", 405)):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(urllib.request.Request(url + path, method=method))
+            assert answer.value.code == status and list(json.loads(answer.value.read())) == ["error"]
 
 
 def test_a_failure_of_the_servers_own_is_a_json_500_counted_and_logged_and_others_are_still_answered(caplog):

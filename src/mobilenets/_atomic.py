@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ def writable(path: str | Path, *, folder: bool = False) -> Path:
     OutputError names the path and the reason."""
     path = Path(path)
     directory = path if folder else path.parent
-    if not folder and path.is_dir():
-        raise OutputError(f"{path}: a folder, not a file to write")
+    if not folder:
+        _replaceable(path)
     existing = next(p for p in (directory, *directory.parents) if p.exists())
     if not existing.is_dir():
         raise OutputError(f"{path}: cannot write here ({existing} is a file, not a folder)")
@@ -32,23 +33,55 @@ def writable(path: str | Path, *, folder: bool = False) -> Path:
     return path
 
 
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write that failed for want of room
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces `path`, on any error it is removed and `path` kept.
 
     A crash or `kill -9` at any moment leaves either the previous file or the new one, never a half-written one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_paths(path) as (tmp,):
         yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """`atomic_path` for files that belong together (a model and its metadata): each is replaced only once all
+    are written. An OSError while writing (a full disk) is an OutputError naming the file, not its temp."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        _replaceable(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    temps = [path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in paths]
+    try:
+        try:
+            yield temps
+        except OSError as e:
+            named = [p for p, t in zip(paths, temps, strict=True) if e.filename in (str(t), t)]
+            if not named and e.errno not in _FULL:
+                raise
+            written = ", ".join(map(str, named or paths))
+            raise OutputError(f"{written}: could not be written ({e.strerror or e}); the previous file, if any, "
+                              f"is kept") from None
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would make it: some writers create their file 0600
-        os.replace(tmp, path)
+        for tmp in temps:
+            os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would make it: some writers create their file 0600
+        for tmp, path in zip(temps, paths, strict=True):
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def _replaceable(path: Path) -> None:
+    """OutputError unless `path` is absent or a regular file: a folder, a device or a pipe is never replaced."""
+    if path.is_dir():
+        raise OutputError(f"{path}: a folder, not a file to write")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path}: not a regular file (a device, pipe or socket), not replaced")
 
 
 def write_text(path: str | Path, text: str) -> None:

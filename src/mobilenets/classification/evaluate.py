@@ -19,8 +19,7 @@ from ..engine.distributed import choose_device
 from ..engine.loop import autocast, images_to
 from ..plots import plot_confusion
 from ..progress import progress_bar
-from .checkpoint import Classifier, load_classifier
-from .config import TrainConfig
+from .checkpoint import Classifier, load_classifier, recorded_training
 
 
 @dataclass
@@ -58,19 +57,13 @@ def evaluate_loader(model: nn.Module, loader: Iterable, device: torch.device, nu
     return EvalResult(total_loss / n, correct1 / n, correct5 / n, confusion, images)
 
 
-def training_config(classifier: Classifier) -> TrainConfig:
-    """The recipe the classifier was trained with, as far as its checkpoint recorded it (defaults elsewhere)."""
-    recorded = classifier.meta.get("train_config", {})
-    return TrainConfig(**{k: v for k, v in recorded.items() if k in TrainConfig.__dataclass_fields__})
-
-
 def evaluation_set(classifier: Classifier, data: str | Path | None) -> tuple[Any, str]:
     """The images to evaluate on: a folder's `val/` (or the whole folder), else the run's own validation split."""
     if data is None:
         if "train_config" not in classifier.meta:
             raise DataError("the model does not record the data it was trained on: give the images to evaluate "
                             "on (--data DIR)")
-        run = training_config(classifier)
+        run = recorded_training(classifier)
         if run.data is None:
             shapes = SyntheticShapes("val", size=run.image_size, length=run.synthetic_val_size, seed=run.seed)
             return shapes, "built-in synthetic shapes, validation split"

@@ -11,11 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.folder import DataError
-from ..data.transforms import Preprocess, default_preprocess, eval_transform
+from ..data.transforms import Preprocess, eval_transform
 from ..deploy import Exported, ReportImages, export
-from .checkpoint import Classifier, load_classifier
+from .checkpoint import Classifier, load_classifier, recorded_training
 from .data import build_data
-from .evaluate import evaluation_set, training_config
+from .evaluate import evaluation_set
 
 
 def report_images(classifier: Classifier, val: str | Path | None, preprocess: Preprocess, limit: int = 2000
@@ -30,7 +30,7 @@ def report_images(classifier: Classifier, val: str | Path | None, preprocess: Pr
 
 def training_loader(classifier: Classifier) -> DataLoader:
     """The checkpoint's run's training data, shuffled as its seed says: for quantization-aware fine-tuning."""
-    config = training_config(classifier)
+    config = recorded_training(classifier)
     try:
         data = build_data(config)
     except (DataError, ValueError) as e:
@@ -51,8 +51,8 @@ def export_classifier(checkpoint: str | Path, format: str, output: str | Path, *
         raise ValueError(f"qat_epochs must be 0 or more, got {qat_epochs}")
     classifier = load_classifier(checkpoint)
     size = resolution or classifier.preprocess.image_size
-    preprocess = classifier.preprocess if size == classifier.preprocess.image_size else default_preprocess(size)
-    metadata = {"classes": classifier.classes, "preprocess": classifier.preprocess.to_dict(),
+    preprocess = classifier.preprocess.at(size)
+    metadata = {"classes": classifier.classes, "preprocess": preprocess.to_dict(),
                 "model": classifier.model.config, "train_config": classifier.meta.get("train_config", {})}
     int8_options = {"preprocess": preprocess, "calibration": calibration, "keep_float": keep_float,
                     "reduce_range": reduce_range, "report": report_images(classifier, val, preprocess),

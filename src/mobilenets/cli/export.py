@@ -9,7 +9,7 @@ from .. import cpu
 from ..classification.export import export_classifier
 from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export
 from ..deploy.quantize import checked_groups
-from ..recipes import resolution
+from ..recipes import path_problems, resolution
 from . import CommandError, add_model_arguments, model_from_args
 
 
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{given[0]} {'need' if ' and ' in given[0] else 'needs'} --int8")
     if args.val is not None and args.checkpoint is None:
         raise CommandError("--val needs a trained --checkpoint (a zoo model's random weights have no labels)")
+    if problems := path_problems(folders={"--calibration": args.calibration, "--val": args.val}):
+        raise CommandError(problems[0])
     if args.int8 and args.format == "onnx":  # quantize and the QAT grid: choose_weight_range is their one source
         print(f"int8 weights: {choose_weight_range(args.reduce_range)}")
     int8 = {"int8": args.int8, "calibration": args.calibration, "keep_float": args.keep_float,

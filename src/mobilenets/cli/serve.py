@@ -55,12 +55,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..serve import create_app
 
+    api_key = os.environ.get(API_KEY_VARIABLE) if args.api_key is None else args.api_key
+    if api_key is not None and not api_key.strip():
+        given = "--api-key" if args.api_key is not None else f"${API_KEY_VARIABLE}"
+        raise CommandError(f"{given} is empty: give a key, or leave it out to serve without one")
     _require_free_port(args.host, args.port)  # before loading the model, which can take a while
     # Requests are decoded and resized in parallel threads: one thread per torch operation avoids oversubscribing
     # the cores (the network runs on its own runtime's threads).
     torch.set_num_threads(1)
     app = create_app(model_source(args), max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
-                     api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
+                     api_key=api_key,
                      max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
                      cors_origins=args.cors, top_k=args.top_k, threshold=args.threshold,
                      prepare_threads=args.prepare_threads)

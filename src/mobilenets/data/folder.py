@@ -94,6 +94,8 @@ def _as_data_error() -> Iterator[None]:
         yield
     except DataError:
         raise
+    except Image.DecompressionBombError as e:  # Pillow's own refusal at open, of images twice its limit
+        raise TooManyPixels(f"{_reason(e)} (raise PIL.Image.MAX_IMAGE_PIXELS to allow larger images)") from e
     except Exception as e:
         raise DataError(_reason(e)) from e
 

@@ -6,7 +6,7 @@ only. Augmentation defaults are mild: ImageNet's crop scale (0.08, 1) and flips 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -42,6 +42,11 @@ class Preprocess:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (tuples become lists), as stored in checkpoints."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def at(self, image_size: int) -> Preprocess:
+        """The same preprocessing for another input size: the crop's share of the resized image, the mean and std
+        and the interpolation kept."""
+        return replace(self, image_size=image_size, resize=round(image_size * self.resize / self.image_size))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Preprocess:

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from torchvision.ops import SqueezeExcitation
 
 from .. import cpu
-from .._atomic import atomic_path, write_text
+from .._atomic import atomic_paths, writable
 from ..extras import require
 from ..models.layers import NearestUpsample2x
 from .export import fold_batchnorm
@@ -139,7 +139,8 @@ def export_pte(model: nn.Module, output: str | Path, *, resolution: int = 224, m
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    output = Path(output)
+    output = writable(output)
+    writable(sidecar_path(output))
     example = torch.randn(1, 3, resolution, resolution)
     network = _for_xnnpack(model)
     meta = {**(metadata or {}), "input_shape": list(example.shape), "int8": calibration is not None}
@@ -154,7 +155,7 @@ def export_pte(model: nn.Module, output: str | Path, *, resolution: int = 224, m
         raise ValueError(f"{output}: XNNPACK does not take {', '.join(sorted(set(left)))} ({len(left)} operator"
                          f"{'s' if len(left) != 1 else ''} would run on ExecuTorch's portable kernels)")
     program = lowered.to_executorch()
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(program.buffer)
-    write_text(sidecar_path(output), json.dumps(meta, indent=2))
+    with atomic_paths(output, sidecar_path(output)) as (program_file, sidecar):
+        program_file.write_bytes(program.buffer)
+        sidecar.write_text(json.dumps(meta, indent=2))
     return output

@@ -29,6 +29,15 @@ from .._atomic import atomic_path
 
 FORMATS = ("onnx", "torchscript", "pt2", "executorch")  # export_graph writes the first three; executorch.py the last
 OPSET = 18
+SUFFIXES = {"onnx": ".onnx", "executorch": ".pte"}  # the files `load_exported` opens, by their suffix
+
+
+def check_suffix(format: str, output: str | Path) -> None:
+    """ValueError naming `output` when its suffix is another format's (`load_exported` goes by the suffix)."""
+    suffix = Path(output).suffix
+    if suffix in SUFFIXES.values() and suffix != SUFFIXES.get(format):
+        raise ValueError(f"{output}: a {suffix} name for the {format} format (use "
+                         f"{SUFFIXES.get(format, 'another suffix')})")
 CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_broadcast_channel_scales` adds
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from .._atomic import writable
 from ..data.transforms import Preprocess, default_preprocess
 from .executorch import choose_float_groups, export_pte
-from .export import FORMATS, export_graph
+from .export import FORMATS, check_suffix, export_graph
 from .qat import finetune_for_int8
 from .quantize import (
     FloatGroups,
@@ -90,6 +90,7 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
         raise ValueError("reduce_range is for the onnx format (XNNPACK's int8 is 8-bit throughout)")
     in_float = choose_float_groups(keep_float) if pte else \
         FloatGroups(checked_groups(keep_float or ()), "as asked" if keep_float is not None else "the default")
+    check_suffix(format, output)
     writable(output)
     if not int8:
         if pte:
@@ -98,8 +99,8 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
                                      metadata=metadata, output_names=output_names), resolution)
     if qat_epochs < 0 or (qat_epochs and qat_loader is None):
         raise ValueError(f"qat_epochs must be 0 or more, with training data (qat_loader); got {qat_epochs}")
-    if preprocess is None or preprocess.image_size != resolution:
-        preprocess = default_preprocess(resolution)
+    preprocess = default_preprocess(resolution) if preprocess is None else preprocess.at(resolution)
+    calibration_data = calibration_batches(calibration, preprocess)  # the folder checked before the work
     if qat_epochs:  # XNNPACK's int8 weights are on the full 8-bit grid
         model = finetune_for_int8(model, qat_loader, epochs=qat_epochs, reduce_range=False if pte else reduce_range)
     if report is None:
@@ -109,11 +110,11 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
         if pte:
             fp32 = export_pte(model, Path(work) / "fp32.pte", resolution=resolution)
             path = export_pte(model, output, resolution=resolution, metadata=metadata,
-                              calibration=calibration_batches(calibration, preprocess), keep_float=in_float.groups)
+                              calibration=calibration_data, keep_float=in_float.groups)
         else:
             fp32 = export_graph(model, "onnx", Path(work) / "fp32.onnx", resolution=resolution,
                                 dynamic_batch=dynamic_batch, metadata=metadata, output_names=output_names)
-            path = quantize(fp32, output, calibration_batches(calibration, preprocess), keep_float=in_float.groups,
+            path = quantize(fp32, output, calibration_data, keep_float=in_float.groups,
                             reduce_range=reduce_range)
         compared = compare(load_exported(fp32), load_exported(path), report.images, report.labels)
     weights = WeightRange(False, "XNNPACK's int8 kernels") if pte else choose_weight_range(reduce_range)

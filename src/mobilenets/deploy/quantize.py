@@ -236,9 +236,8 @@ def calibration_batches(source: str | Path | None, preprocess, *, images: int = 
                         builtin: Callable[[str, int], Iterable] | None = None) -> Iterator[np.ndarray]:
     """Preprocessed NCHW batches: from an image folder (any depth), or a split of the built-in shapes. Another
     task's input protocol comes as `transform` (PIL image -> CHW tensor, instead of `preprocess`'s) and
-    `builtin(split, count)` (its own built-in images)."""
-    import torch
-
+    `builtin(split, count)` (its own built-in images). The folder is checked at once, before the batches are
+    drawn."""
     from ..data.folder import image_files, load_rgb
     from ..data.synthetic import SyntheticShapes
     from ..data.transforms import eval_transform
@@ -257,6 +256,14 @@ def calibration_batches(source: str | Path | None, preprocess, *, images: int = 
         if not files:
             raise ValueError(f"{root}: no images to calibrate on")
         items = _readable(files, load_rgb)
+    return _batches(items, transform, batch_size, source)
+
+
+def _batches(items: Iterable, transform: Callable, batch_size: int, source: str | Path | None
+             ) -> Iterator[np.ndarray]:
+    """`items` transformed and stacked `batch_size` at a time; ValueError naming `source` if there were none."""
+    import torch
+
     batch: list = []
     seen = 0
     for image in items:

@@ -22,11 +22,12 @@ METADATA_PREFIX = "mobilenets."
 
 
 class ExportedModel(ABC):
-    """A loaded exported model: its input shape (None for a dynamic dimension), the metadata it was exported with
-    (class names, preprocessing, ...), and `run` for a batch of preprocessed NCHW float32 images."""
+    """A loaded exported model: its input and output shapes (None for a dynamic dimension), the metadata it was
+    exported with (class names, preprocessing, ...), and `run` for a batch of preprocessed NCHW float32 images."""
 
-    def __init__(self, path: Path, input_shape: tuple[int | None, ...], metadata: dict[str, Any]) -> None:
-        self.path, self.input_shape, self.metadata = path, input_shape, metadata
+    def __init__(self, path: Path, input_shape: tuple[int | None, ...], output_shapes: list[tuple[int | None, ...]],
+                 metadata: dict[str, Any]) -> None:
+        self.path, self.input_shape, self.output_shapes, self.metadata = path, input_shape, output_shapes, metadata
 
     @property
     def fixed_batch(self) -> int | None:
@@ -56,9 +57,11 @@ class OnnxModel(ExportedModel):
         self.session = onnx_session(path, threads or 0, spinning=spinning)
         meta = self.session.get_modelmeta().custom_metadata_map
         model_input = self.session.get_inputs()[0]
-        shape = tuple(d if isinstance(d, int) else None for d in model_input.shape)
-        super().__init__(path, shape, {k.removeprefix(METADATA_PREFIX): _json_or_text(v) for k, v in meta.items()
-                                       if k.startswith(METADATA_PREFIX)})
+        shapes = [tuple(d if isinstance(d, int) else None for d in t.shape)
+                  for t in (model_input, *self.session.get_outputs())]
+        metadata = {k.removeprefix(METADATA_PREFIX): _json_or_text(v) for k, v in meta.items()
+                    if k.startswith(METADATA_PREFIX)}
+        super().__init__(path, shapes[0], shapes[1:], metadata)
         self._input = model_input.name
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -96,8 +99,9 @@ class PteModel(ExportedModel):
                 self.method = Runtime.get().load_program(path).load_method("forward")
         except RuntimeError as e:
             raise ValueError(f"{path}: the ExecuTorch runtime cannot load it ({e})") from None
-        shape = tuple(self.method.metadata.input_tensor_meta(0).sizes())
-        super().__init__(path, shape, read_sidecar(path))
+        meta = self.method.metadata
+        outputs = [tuple(meta.output_tensor_meta(i).sizes()) for i in range(meta.num_outputs())]
+        super().__init__(path, tuple(meta.input_tensor_meta(0).sizes()), outputs, read_sidecar(path))
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         return [output.numpy() for output in self.method.execute([self._torch.from_numpy(batch)])]
@@ -146,8 +150,10 @@ def sidecar_path(path: Path) -> Path:
 def read_sidecar(path: Path) -> dict[str, Any]:
     """A `.pte`'s metadata ({} when it has no sidecar file); ValueError naming the sidecar if it is not JSON."""
     sidecar = sidecar_path(path)
-    if not sidecar.is_file():
+    if not sidecar.exists():
         return {}
+    if not sidecar.is_file():
+        raise ValueError(f"{sidecar}: not a file (it should hold {path.name}'s metadata as JSON)")
     try:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

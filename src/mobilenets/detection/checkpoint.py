@@ -28,38 +28,52 @@ class Detector:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _detector(checkpoint: Checkpoint) -> Detector:
-    meta = checkpoint.meta
-    if (checkpoint.config or {}).get("name") != "centernet" or "classes" not in meta:
-        raise WeightsError(f"{checkpoint.path}: not a detector saved by `mobilenets detect train`")
-    model = model_from_checkpoint(checkpoint, create_detector)
-    return Detector(model.eval(), list(meta["classes"]), [int(i) for i in meta["category_ids"]],
-                    int(meta["image_size"]), dict(meta))
-
-
 def load_detector(path: str | Path) -> Detector:
     """Load `best.safetensors` of `mobilenets detect train`, or a run's `last.pt`, in eval mode; or an exported
     detector (`mobilenets detect export`: `.onnx`, `.pte`), whose runtime then stands in for the network."""
     if Path(path).suffix in EXPORTED_SUFFIXES:
         return detector_from_exported(load_exported(path))
-    return _detector(read_weights(path))
+    return _from_checkpoint(read_weights(path))
+
+
+def _from_checkpoint(checkpoint: Checkpoint) -> Detector:
+    if (checkpoint.config or {}).get("name") != "centernet" or "classes" not in checkpoint.meta:
+        raise WeightsError(f"{checkpoint.path}: not a detector saved by `mobilenets detect train`")
+    model = model_from_checkpoint(checkpoint, create_detector).eval()
+    return _checked(Path(checkpoint.path), model, model.num_classes, None, checkpoint.meta)
 
 
 def detector_from_exported(exported: ExportedModel) -> Detector:
     """The detector an exported file holds, its runtime standing in for the network; WeightsError naming the
-    file when its metadata is not a detector's."""
+    file when its metadata is not a detector's or does not fit its network."""
     path, meta = exported.path, exported.metadata
     if not {"classes", "category_ids", "image_size"} <= meta.keys():
         raise WeightsError(f"{path}: holds no class names, category ids or input size (export a trained detector: "
                            f"mobilenets detect export --checkpoint best.safetensors ...)")
-    size = meta["image_size"]
-    if not isinstance(size, int) or exported.input_shape[2:] not in ((size, size), (None, None)):
-        raise WeightsError(f"{path}: its image_size ({size!r}) is not its input's ({exported.input_shape})")
+    if len(exported.output_shapes) != 3:
+        raise WeightsError(f"{path}: has {len(exported.output_shapes)} output(s), not a CenterNet's three (heat map, "
+                           f"size, offset): a classifier? use `mobilenets predict`")
+    return _checked(path, ExportedNetwork(exported), exported.output_shapes[0][1], exported.input_shape[2:], meta)
+
+
+def _checked(path: Path, network: CenterNet | ExportedNetwork, outputs: int | None,
+             input_size: tuple[int | None, ...] | None, meta: dict[str, Any]) -> Detector:
+    """The Detector, once its metadata is found to fit its network (a class name and a category id per heat-map
+    channel, `image_size` the input's): else WeightsError naming `path`."""
+    size = meta.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 \
+            or (input_size and None not in input_size and input_size != (size, size)):
+        raise WeightsError(f"{path}: its image_size ({size!r}) is not its input's "
+                           f"({'x'.join(map(str, input_size)) if input_size else 'a size in pixels'})")
     try:
         classes, category_ids = [str(c) for c in meta["classes"]], [int(i) for i in meta["category_ids"]]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise WeightsError(f"{path}: its class names or category ids are not lists of names and integers") from None
-    return Detector(ExportedNetwork(exported), classes, category_ids, size, dict(meta))
+    if isinstance(meta["classes"], str) or len(classes) != len(category_ids) or \
+            (outputs is not None and len(classes) != outputs):
+        raise WeightsError(f"{path}: {len(classes)} class names and {len(category_ids)} category ids, but its "
+                           f"network has {outputs} heat-map channels")
+    return Detector(network, classes, category_ids, size, dict(meta))
 
 
 def pretrained_checkpoint(source: str | Path, *, backbone: str, width_mult: float, **options: Any) -> Checkpoint:
@@ -84,7 +98,7 @@ def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float,
     loaded."""
     checkpoint = pretrained_checkpoint(source, backbone=backbone, width_mult=width_mult, **options)
     if (checkpoint.config or {}).get("name") == "centernet":
-        detector = _detector(checkpoint)
+        detector = _from_checkpoint(checkpoint)
         model, note = detector.model.train(), ""
         if detector.model.num_classes != num_classes:
             model.reset_classes(num_classes)

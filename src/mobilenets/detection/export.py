@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..data.transforms import normalise
 from ..deploy.executorch import export_pte
-from ..deploy.export import export_graph
+from ..deploy.export import check_suffix, export_graph
 from ..deploy.quantize import calibration_batches
 from .checkpoint import Detector
 from .synthetic import SyntheticDetection
@@ -40,6 +40,7 @@ def export_detector(detector: Detector, output: str | Path, *, format: str = "on
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     if int8 and format != "executorch":
         raise ValueError("int8 detectors are exported with the executorch format")
+    check_suffix(format, output)
     metadata = {"classes": detector.classes, "category_ids": detector.category_ids,
                 "image_size": detector.image_size, "model": detector.model.config,
                 "train_config": detector.meta.get("train_config", {}),

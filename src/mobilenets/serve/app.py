@@ -78,6 +78,7 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect
 
     servable = model if isinstance(model, Servable) else load_servable(model, top_k=top_k, threshold=threshold)
@@ -123,6 +124,10 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     async def refused(request: Request, error: RequestError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def not_served(request: Request, error: HTTPException) -> JSONResponse:  # 404, 405: the same JSON shape
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
     def authorize(request: Request) -> None:
         if api_key is None:
