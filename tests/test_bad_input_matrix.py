@@ -201,11 +201,17 @@ def _onnx_with(folder: Path, *, classes: int = 3, outputs: int = 3, size: int = 
     return export(model, "onnx", folder / "m.onnx", resolution=size, metadata=meta).path
 
 
-def _detector_onnx(folder: Path, runs: Runs) -> Path:
+def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None) -> Path:
+    """The shared detector exported to ONNX, its metadata cut to its first `classes` classes if given."""
+    from dataclasses import replace
+
     from mobilenets.detection.checkpoint import load_detector
     from mobilenets.detection.export import export_detector
 
-    return export_detector(load_detector(runs.detector / "best.safetensors"), folder / "d.onnx")
+    detector = load_detector(runs.detector / "best.safetensors")
+    if classes is not None:
+        detector = replace(detector, classes=detector.classes[:classes], category_ids=detector.category_ids[:classes])
+    return export_detector(detector, folder / "d.onnx")
 
 
 def _fifo(folder: Path, name: str) -> Path:
@@ -355,6 +361,13 @@ CASES: dict[str, Case] = {
     "a detector given to predict": Case(lambda f, r: ["predict", "--model", str(_detector_onnx(f, r)),
                                                       str(_images(f / "in", 1))],
                                         "d.onnx: has 3 outputs, not a classifier's one"),
+    "exported detector: fewer class names than heat-map channels": Case(
+        lambda f, r: ["detect", "predict", "--model", str(_detector_onnx(f, r, classes=1)), str(_images(f / "in", 1))],
+        "d.onnx: 1 class names and 1 category ids, but its network has"),
+    "detector kept-float classifier": Case(lambda f, r: ["detect", "export", "--checkpoint", str(r.detector_file()),
+                                                         "--format", "executorch", "--int8", "--keep-float",
+                                                         "classifier", "--output", str(f / "d.pte")],
+                                           "keep_float: a detector has no classifier"),
     "eval batch size 0": Case(lambda f, r: ["eval", "--checkpoint", str(r.classifier_file()), "--batch-size", "0"],
                               "--batch-size: must be an integer >= 1, got '0'"),
     "serve with an empty API key": Case(lambda f, r: ["serve", "--checkpoint", str(r.classifier_file()),

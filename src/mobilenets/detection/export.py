@@ -41,6 +41,8 @@ def export_detector(detector: Detector, output: str | Path, *, format: str = "on
     if int8 and format != "executorch":
         raise ValueError("int8 detectors are exported with the executorch format")
     check_suffix(format, output)
+    if "classifier" in (keep_float or ()):
+        raise ValueError("keep_float: a detector has no classifier (its groups: first_conv, se, large_depthwise)")
     metadata = {"classes": detector.classes, "category_ids": detector.category_ids,
                 "image_size": detector.image_size, "model": detector.model.config,
                 "train_config": detector.meta.get("train_config", {}),

@@ -119,7 +119,9 @@ def _draw(image, boxes: torch.Tensor, names: list[str], scores: list[float], pat
     from .._atomic import atomic_path
 
     labels = [f"{name} {score:.2f}" for name, score in zip(names, scores, strict=True)]
-    drawn = draw_bounding_boxes(F.pil_to_tensor(image), boxes, labels, colors="red", width=2)
+    pixels = F.pil_to_tensor(image)
+    # with nothing found the image is saved as it is (torchvision warns on an empty box list)
+    drawn = draw_bounding_boxes(pixels, boxes, labels, colors="red", width=2) if len(boxes) else pixels
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         F.to_pil_image(drawn).save(tmp, format="PNG")
