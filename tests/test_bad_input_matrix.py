@@ -294,6 +294,9 @@ CASES: dict[str, Case] = {
                                                                                "preprocessing {'image_size': 32}"),
     "preprocessing not numbers": Case(_metadata(preprocess={"image_size": "big", "resize": 36, "mean": [0, 0, 0],
                                                             "std": [1, 1, 1]}), "bad.safetensors: invalid prepro"),
+    "preprocessing mean not numbers": Case(_metadata(preprocess={"image_size": 32, "resize": 36, "mean": "x",
+                                                                 "std": [1, 1, 1]}),
+                                           "bad.safetensors: mean and std need 3 numbers each, got mean='x'"),
     "fewer class names than outputs": Case(_metadata(classes=["a"]), "bad.safetensors: 1 class name, but its "
                                                                      "network has "),
     "detector evaluated as classifier": Case(lambda f, r: ["eval", "--checkpoint", str(r.detector_file())],

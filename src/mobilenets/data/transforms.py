@@ -30,8 +30,11 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))  # JSON gives lists
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        try:  # JSON gives lists
+            object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+            object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        except (TypeError, ValueError):
+            raise ValueError(f"mean and std need 3 numbers each, got mean={self.mean!r}, std={self.std!r}") from None
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, "
                              f"resize={self.resize}")
