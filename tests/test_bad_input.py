@@ -288,6 +288,13 @@ def test_files_written_together_keep_the_old_ones_when_a_write_runs_out_of_room(
     assert str(info.value).startswith(f"{model}, {sidecar}: could not be written (No space left on device)")
     assert model.read_text() == "old program" and sidecar.read_text() == "old metadata"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pte", "m.pte.json"]
+    with pytest.raises(OutputError, match=f"^{sidecar}: could not be written"), atomic_paths(model, sidecar) as temps:
+        raise OSError(errno.EFBIG, "File too large", str(temps[1]))
+    scratch = str(tmp_path / "elsewhere" / "augmented.onnx")  # the writer's own file, not one of the outputs
+    with pytest.raises(OSError) as info, atomic_paths(model, sidecar):
+        raise OSError(errno.ENOSPC, "No space left on device", scratch)
+    assert type(info.value) is OSError and info.value.filename == scratch
+    assert model.read_text() == "old program" and sidecar.read_text() == "old metadata"
     with atomic_paths(model, sidecar) as (new_model, new_sidecar):
         new_model.write_text("new program")
         new_sidecar.write_text("new metadata")
@@ -309,3 +316,25 @@ def test_a_classifier_exported_at_another_resolution_records_that_preprocessing(
     Image.new("RGB", (50, 40), (200, 30, 30)).save(tmp_path / "red.png")
     [answer] = predict(exported.path, [tmp_path / "red.png"], topk=2)
     assert answer.error is None and len(answer.classes) == 2
+
+
+def test_a_recorded_recipe_from_another_machine_loads_and_is_checked_only_where_used(classifier_run, tmp_path):
+    """A run made on a GPU machine with its data elsewhere: the model loads; its recipe (for `eval`
+    without --data, or QAT) drops the device and names the missing data folder, with the file."""
+
+    import mobilenets
+    from mobilenets.classification.checkpoint import load_classifier, recorded_training
+    from mobilenets.recipes import ConfigError
+    from mobilenets.weights.io import save as save_model
+
+    trained = load_classifier(classifier_run[0] / "best.safetensors")
+    elsewhere = {**trained.meta["train_config"], "device": "cuda:3", "crop_scale": [0.5, 1.0]}
+    path = tmp_path / "gpu.safetensors"
+    save_model(trained.model, path, meta={**trained.meta, "train_config": elsewhere})
+    assert mobilenets.load(path) is not None
+    config = recorded_training(load_classifier(path))
+    assert config.device == "auto" and config.crop_scale == (0.5, 1.0) and config.epochs == trained.meta[
+        "train_config"]["epochs"]
+    save_model(trained.model, path, meta={**trained.meta, "train_config": {**elsewhere, "data": "/gone/shapes"}})
+    with pytest.raises(ConfigError, match=rf"^{path}: its train_config does not hold: data: /gone/shapes: no such"):
+        recorded_training(load_classifier(path))

@@ -201,8 +201,9 @@ def _onnx_with(folder: Path, *, classes: int = 3, outputs: int = 3, size: int = 
     return export(model, "onnx", folder / "m.onnx", resolution=size, metadata=meta).path
 
 
-def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None) -> Path:
-    """The shared detector exported to ONNX, its metadata cut to its first `classes` classes if given."""
+def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None, **meta: object) -> Path:
+    """The shared detector exported to ONNX, its metadata cut to its first `classes` classes if given, with
+    `meta`'s entries (e.g. a train_config)."""
     from dataclasses import replace
 
     from mobilenets.detection.checkpoint import load_detector
@@ -211,7 +212,7 @@ def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None) -> Path
     detector = load_detector(runs.detector / "best.safetensors")
     if classes is not None:
         detector = replace(detector, classes=detector.classes[:classes], category_ids=detector.category_ids[:classes])
-    return export_detector(detector, folder / "d.onnx")
+    return export_detector(replace(detector, meta={**detector.meta, **meta}), folder / "d.onnx")
 
 
 def _fifo(folder: Path, name: str) -> Path:
@@ -248,6 +249,8 @@ CASES: dict[str, Case] = {
                                                                                          "epochs: two\n"))],
                                            "{folder}/r.yaml: epochs: invalid value 'two'"),
     "config is a folder": Case(lambda f, r: ["train", "--config", str(f)], "{folder}: a folder, not a YAML recipe"),
+    "recipe value null": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "epochs: null\n"))],
+                              "{folder}/r.yaml: epochs: invalid value None (it needs a int)"),
     "config not YAML": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "a: [1, 2"))], "r.yaml"),
     "config unknown key": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "wings: 2\n"))],
                                "wings"),
@@ -296,7 +299,10 @@ CASES: dict[str, Case] = {
                                                             "std": [1, 1, 1]}), "bad.safetensors: invalid prepro"),
     "preprocessing mean not numbers": Case(_metadata(preprocess={"image_size": 32, "resize": 36, "mean": "x",
                                                                  "std": [1, 1, 1]}),
-                                           "bad.safetensors: mean and std need 3 numbers each, got mean='x'"),
+                                           "bad.safetensors: mean and std need 3 finite numbers each, std "
+                                           "positive; got mean='x'"),
+    "preprocessing std NaN": Case(_metadata(preprocess={"image_size": 32, "resize": 36, "mean": [0, 0, 0],
+                                                        "std": [float("nan")] * 3}), "got mean=[0, 0, 0], std=[nan"),
     "fewer class names than outputs": Case(_metadata(classes=["a"]), "bad.safetensors: 1 class name, but its "
                                                                      "network has "),
     "detector evaluated as classifier": Case(lambda f, r: ["eval", "--checkpoint", str(r.detector_file())],
@@ -337,6 +343,8 @@ CASES: dict[str, Case] = {
                                "annotations.json: annotation 1: bbox must be [x, y, width, height]"),
     "COCO unknown category": Case(_coco_eval(lambda c: c["annotations"][0].update(category_id=9)),
                                   "annotations.json: annotation 1 refers to category id 9"),
+    "COCO file name a number": Case(_coco_eval(lambda c: c["images"][0].update(file_name=5)),
+                                    "annotations.json: image 1: file_name must be a file's name, got 5"),
     "COCO no image readable": Case(_coco_eval(lambda c: c["images"][0].update(file_name="gone.png")),
                                    "none of the 1 images listed in"),
     # outputs: checked before the work, nothing written
@@ -366,15 +374,26 @@ CASES: dict[str, Case] = {
                                         "d.onnx: has 3 outputs, not a classifier's one"),
     "exported detector: fewer class names than heat-map channels": Case(
         lambda f, r: ["detect", "predict", "--model", str(_detector_onnx(f, r, classes=1)), str(_images(f / "in", 1))],
-        "d.onnx: 1 class names and 1 category ids, but its network has"),
+        "d.onnx: 1 class name and 1 category id, but its network has"),
     "detector kept-float classifier": Case(lambda f, r: ["detect", "export", "--checkpoint", str(r.detector_file()),
                                                          "--format", "executorch", "--int8", "--keep-float",
                                                          "classifier", "--output", str(f / "d.pte")],
                                            "keep_float: a detector has no classifier"),
+    "exported detector: train_config not an object": Case(
+        lambda f, r: ["detect", "eval", "--model", str(_detector_onnx(f, r, train_config=[1]))],
+        "d.onnx: its train_config is not a JSON object"),
+    "exported detector: train_config out of range": Case(
+        lambda f, r: ["detect", "eval", "--model", str(_detector_onnx(f, r, train_config={"epochs": -1}))],
+        "d.onnx: its train_config does not hold: epochs: must be > 0, got -1"),
+    "bench output a file": Case(lambda f, r: ["bench", "--models", "mobilenet_v3_small", "--output",
+                                              str(_a_file(f))], "{folder}/a_file is a file, not a folder"),
+    "train output empty": Case(lambda f, r: ["train", "--epochs", "1", "--output", ""], "output: an empty path"),
+    "predict an empty path": Case(lambda f, r: ["predict", "--checkpoint", str(r.classifier_file()), ""],
+                                  "an empty path"),
     "eval batch size 0": Case(lambda f, r: ["eval", "--checkpoint", str(r.classifier_file()), "--batch-size", "0"],
                               "--batch-size: must be an integer >= 1, got '0'"),
     "serve with an empty API key": Case(lambda f, r: ["serve", "--checkpoint", str(r.classifier_file()),
-                                                      "--api-key", ""], "--api-key is empty"),
+                                                      "--api-key", ""], "--api-key: the API key is empty"),
     "int8 export into a file": Case(_export("--int8", checkpoint=True, output="a_file/m.onnx"),
                                     "is a file, not a folder"),
     "int8 on torchscript": Case(_export("--int8", "--format", "torchscript"), "--int8"),

@@ -195,7 +195,14 @@ def test_no_image_found_is_an_error_and_a_missing_file_is_named_when_read(tmp_pa
         data[0]
 
 
-def test_an_image_of_another_size_than_its_entry_is_an_error(tmp_path):
+def test_an_image_of_another_size_than_its_entry_is_skipped_and_counted_or_an_error_once_read(tmp_path):
+    """Found by the scan before training (skipped, counted, named), or, changed after it, when read."""
+    path = coco_folder(tmp_path, [])
+    Image.new("RGB", (30, 40)).save(tmp_path / "im8.png")
+    data = CocoDetection(path, tmp_path)
+    assert len(data) == 1 and data.skipped == [(tmp_path / "im8.png", "image is 30x40, not the 40x30 its "
+                                                                      "annotations say"),
+                                               (tmp_path / "im9.png", "no such file")]
     data = CocoDetection(coco_folder(tmp_path, []), tmp_path)
     Image.new("RGB", (30, 40)).save(tmp_path / "im8.png")
     with pytest.raises(DataError, match=r"im8\.png: image is 30x40 but .*ann\.json says 40x30"):

@@ -190,7 +190,7 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
         MicroBatcher(run_batch, max_batch_size=0)
 
 
-def test_serving_starts_after_running_the_largest_batch_the_network_will_run_twice(classifier_run,
+def test_serving_starts_after_running_the_largest_batch_and_the_small_sizes_twice(classifier_run,
                                                                                       classifier_onnx, tmp_path):
     from mobilenets.classification.export import export_classifier
     from mobilenets.serve.app import _warm_up_batches
@@ -211,7 +211,9 @@ def test_serving_starts_after_running_the_largest_batch_the_network_will_run_twi
 
     assert asyncio.run(scenario()) == "request" and runs == [["blank"], ["blank", "blank"], ["request"]]
     dynamic = load_servable(classifier_onnx)
-    assert [len(batch) for batch in _warm_up_batches(dynamic, 3)] == [3, 3]
+    assert [len(batch) for batch in _warm_up_batches(dynamic, 3)] == [3, 3, 1, 1, 2, 2]
+    assert [len(batch) for batch in _warm_up_batches(dynamic, 40)] == [40, 40, *(n for n in range(1, 17)
+                                                                                  for _ in range(2))]
     x, _ = dynamic.prepare(Image.new("RGB", (64, 64)), (64, 64))
     assert _warm_up_batches(dynamic, 1)[0][0][0].shape == x.shape and dynamic.fixed_batch is None
     single = load_servable(export_classifier(classifier_run[0] / "best.safetensors", "onnx", tmp_path / "one.onnx",
@@ -352,22 +354,38 @@ def test_the_app_serves_again_after_a_restart_and_when_mounted_in_another_app():
     from mobilenets.serve.servable import Servable
 
     class Constant(Servable):
+        """Records the size of every batch it answers; with `fail_first`, its first batch fails."""
+
         task, classes = "classification", ["only"]
+
+        def __init__(self, fail_first: bool = False) -> None:
+            self.batches: list[int] = []
+            self.fail_first = fail_first
 
         def prepare(self, image, full_size):
             return torch.zeros(3, 4, 4, dtype=torch.uint8), None
 
         def answer(self, images, contexts):
+            self.batches.append(len(images))
+            if self.fail_first and len(self.batches) == 1:
+                raise RuntimeError("the runtime failed once")
             return [{"predictions": [{"class": "only", "score": 1.0}]} for _ in contexts]
 
     headers = {"Content-Type": "image/png"}
-    app = create_app(Constant())
+    served = Constant()
+    app = create_app(served, max_batch_size=5)
     for _ in range(2):
         with TestClient(app) as client:
             assert client.post("/v1/predict", content=png(), headers=headers).status_code == 200
-    with TestClient(Starlette(routes=[Mount("/ml", app=create_app(Constant()))])) as client:
+    warm_up = [5, 5, 1, 1, 2, 2, 3, 3, 4, 4]  # each start: the largest batch, then every size, twice each
+    assert served.batches == [*warm_up, 1, *warm_up, 1]
+    flaky = Constant(fail_first=True)
+    with TestClient(Starlette(routes=[Mount("/ml", app=create_app(flaky))])) as client:
+        failed = client.post("/ml/v1/predict", content=png(), headers=headers)
         answer = client.post("/ml/v1/predict", content=png(), headers=headers).json()
+    assert failed.status_code == 500 and list(failed.json()) == ["error"]  # its warm-up failed: started again
     assert answer["predictions"] == [{"class": "only", "score": 1.0}]
+    assert flaky.batches == [16, 16, 16, *(n for n in range(1, 16) for _ in range(2)), 1]
 
 
 def test_a_client_leaving_mid_upload_is_counted_as_499_and_logs_no_failure(classifier_onnx, caplog):
@@ -467,3 +485,22 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(classifier_onnx, capsy
     error = capsys.readouterr().err.strip()
     assert error.splitlines() == [f"mobilenets: error: --host 127.0.0.1 --port {port}: cannot listen there "
                                   f"(Address already in use)"]
+
+
+def test_class_names_that_were_not_utf8_are_answered_escaped_and_a_blank_api_key_is_refused(classifier_onnx):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from mobilenets.classification.checkpoint import load_classifier
+    from mobilenets.serve.servable import ServedClassifier
+
+    classifier = load_classifier(classifier_onnx)
+    names = ["\udcffbad", *classifier.classes[1:]]  # a folder name with the byte 0xff, as os.listdir gives it
+    with TestClient(create_app(ServedClassifier(replace(classifier, classes=names), top_k=len(names)))) as client:
+        assert client.get("/health").json()["classes"][0] == "\\xffbad"
+        answer = client.post("/v1/predict", content=png(), headers={"Content-Type": "image/png"}).json()
+    assert "\\xffbad" in [p["class"] for p in answer["predictions"]]
+    for key in ("", " ", "key\n"):
+        with pytest.raises(ValueError, match="the API key is empty or begins or ends with white space"):
+            create_app(ServedClassifier(classifier), api_key=key)

@@ -33,7 +33,7 @@ def writable(path: str | Path, *, folder: bool = False) -> Path:
     return path
 
 
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write that failed for want of room
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write that failed for want of room
 
 
 @contextlib.contextmanager
@@ -49,7 +49,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
     """`atomic_path` for files that belong together (a model and its metadata): each is replaced only once all
-    are written. An OSError while writing (a full disk) is an OutputError naming the file, not its temp."""
+    are written, one after the other (a crash between two renames leaves the new first file beside the old
+    second). An OSError while writing one (a full disk) is an OutputError naming the file, not its temp."""
     paths = [Path(p) for p in paths]
     for path in paths:
         _replaceable(path)
@@ -60,11 +61,11 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
             yield temps
         except OSError as e:
             named = [p for p, t in zip(paths, temps, strict=True) if e.filename in (str(t), t)]
-            if not named and e.errno not in _FULL:
-                raise
+            if not named and (e.filename is not None or e.errno not in _NO_ROOM):
+                raise  # about another file (the writer's own scratch space, say): not ours to name
             written = ", ".join(map(str, named or paths))
             raise OutputError(f"{written}: could not be written ({e.strerror or e}); the previous file, if any, "
-                              f"is kept") from None
+                              f"is kept") from e
         umask = os.umask(0)
         os.umask(umask)
         for tmp in temps:

@@ -119,8 +119,8 @@ def summary() -> str:
 
 
 def available_cores() -> int:
-    """The cores this process may run on: its affinity mask where the OS keeps one (a container or `taskset` can
-    grant fewer than the machine has), else the machine's count; at least one."""
+    """The cores this process may run on: its affinity mask where the OS keeps one (a cpuset or `taskset` can
+    grant fewer than the machine has; a CPU quota does not show here), else the machine's count; at least one."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ._atomic import atomic_path
+from .data.folder import escaped_name
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * n + 2), max(4, 0.6 * n + 1)))
     image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title="Confusion (row-normalised)")
-    names = [name.encode("utf-8", "backslashreplace").decode() for name in classes]  # folder names need not be UTF-8
+    names = [escaped_name(name) for name in classes]
     ax.set_xticklabels(names, rotation=45, ha="right")
     ax.set_yticklabels(names)
     if n <= 30:

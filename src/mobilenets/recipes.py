@@ -26,9 +26,11 @@ class ConfigError(ValueError):
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:
     """Give a recipe or command-line value the field's declared type, or fail naming the option."""
-    if value is None:
-        return None
     kind = str(field.type).replace(" | None", "")
+    if value is None:
+        if "None" in str(field.type):
+            return None
+        raise ConfigError(f"{field.name}: invalid value None (it needs a {kind})")
     try:
         if kind == "bool":
             if not isinstance(value, bool):
@@ -111,6 +113,20 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
     return values
 
 
+def recorded_options(kind: type[Options], source: str | Path, recorded: Any, **overrides: Any) -> Options:
+    """The options a model file recorded of the run that trained it (`train_config`), with `overrides` replacing
+    some (None: that option's default), checked as `make_options` checks a recipe; the device the run used is
+    not carried over. ConfigError naming `source` if the record is not a usable set of options."""
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{source}: its train_config is not a JSON object")
+    fields = {f.name for f in dataclasses.fields(kind)}
+    known = {k: v for k, v in recorded.items() if k in fields and k not in overrides and k != "device"}
+    try:
+        return make_options(kind, **known, **overrides)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: its train_config does not hold: {e}") from None
+
+
 def make_options(kind: type[Options], recipe: str | Path | None = None, **overrides: Any) -> Options:
     """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked by `problems()`."""
     fields = {f.name: f for f in dataclasses.fields(kind)}
@@ -126,6 +142,13 @@ def make_options(kind: type[Options], recipe: str | Path | None = None, **overri
     if problems := options.problems():
         raise ConfigError(problems[0])
     return options
+
+
+def path_text(text: str) -> str:
+    """An argparse type for a file or folder path: refuses the empty one, which would silently mean here."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (give '.' for this folder)")
+    return text
 
 
 def integer_at_least(minimum: int, at_most: int | None = None) -> Callable[[str], int]:

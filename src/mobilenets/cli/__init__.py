@@ -19,7 +19,7 @@ from .. import __version__
 from ..engine import TrainingError
 from ..extras import MissingExtra
 from ..models import MAX_WIDTH, MobileNet, architecture_options, build_model, list_models
-from ..recipes import add_options, count, number_in, options_given
+from ..recipes import add_options, count, number_in, options_given, path_text
 
 COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect", "serve", "experiment")
 
@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 def add_model_source(parser: argparse.ArgumentParser, what: str = "classifier") -> None:
     """--checkpoint (a training run's) or --model (an exported `what`: what ships is what is checked)."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="C", help="best.safetensors or last.pt of a run")
-    source.add_argument("--model", metavar="FILE", help=f"an exported {what}: FILE.onnx (onnxruntime) or "
-                                                        "FILE.pte (ExecuTorch), with its class names")
+    source.add_argument("--checkpoint", type=path_text, metavar="C", help="best.safetensors or last.pt of a run")
+    source.add_argument("--model", type=path_text, metavar="FILE",
+                        help=f"an exported {what}: FILE.onnx (onnxruntime) or FILE.pte (ExecuTorch), with its class "
+                             "names")
 
 
 def model_source(args: argparse.Namespace) -> str:

@@ -8,10 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import cpu
+from .._atomic import writable
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..extras import MissingExtra
 from ..models import list_models
-from ..recipes import integer_at_least, positive_int, resolution
+from ..recipes import integer_at_least, path_text, positive_int, resolution
 from . import CommandError
 
 MAX_BATCH = 1024  # an input batch beyond this is a typo: 1024 x 3 x 224 x 224 floats are already 600 MB
@@ -62,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=positive_int, default=30, metavar="N", help="timed runs per measurement")
     p.add_argument("--rounds", type=positive_int, default=5, metavar="N",
                    help="interleaved rounds the runs are split into (backends take turns in each)")
-    p.add_argument("--output", default="bench", metavar="DIR")
+    p.add_argument("--output", type=path_text, default="bench", metavar="DIR")
     p.add_argument("--json", action="store_true",
                    help="print the measurements and the CPU's description as one JSON object")
     p.set_defaults(run=run)
@@ -70,6 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, write the reports, print the table under the CPU's summary line (or JSON, with the CPU)."""
+    writable(args.output, folder=True)  # before the minutes of timing
     try:
         results = benchmark(args.models, args.backends, args.batch, resolution=args.resolution,
                             threads=args.threads, runs=args.runs, rounds=args.rounds, progress=not args.json)

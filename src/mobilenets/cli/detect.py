@@ -15,7 +15,7 @@ from ..detection.export import FORMATS as DETECTOR_FORMATS
 from ..detection.export import export_detector
 from ..detection.inference import evaluate_checkpoint, predict_images
 from ..detection.task import train_detector
-from ..recipes import number_in, positive_int
+from ..recipes import number_in, path_text, positive_int
 from . import CommandError, add_model_source, add_training_command, model_source
 from .export import float_groups
 
@@ -52,7 +52,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     _add_val_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
     p.add_argument("--json", action="store_true", help="one JSON object with map, map50, map75, ...")
-    p.add_argument("--save-results", metavar="FILE", help="write the detections in COCO result format")
+    p.add_argument("--save-results", type=path_text, metavar="FILE", help="write the detections in COCO result format")
     p.set_defaults(run=_eval)
 
 
@@ -86,10 +86,10 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                         "OUTPUT/detections.json in COCO result format. An unreadable image gets a "
                                         "one-line error and exit status 1; the others are still predicted.")
     add_model_source(p, "detector")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("images", type=path_text, nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=SCORE_THRESHOLD, metavar="S",
                    help=f"lowest score kept, in [0, 1] ({SCORE_THRESHOLD})")
-    p.add_argument("--output", default="runs/detect-predict", metavar="DIR")
+    p.add_argument("--output", type=path_text, default="runs/detect-predict", metavar="DIR")
     p.set_defaults(run=_predict)
 
 
@@ -126,7 +126,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-float", type=float_groups, metavar="GROUPS",
                    help="--int8: layer groups left in float, as for mobilenets export (default: those XNNPACK runs "
                         "faster in float on this CPU; 'none' for everything int8)")
-    p.add_argument("--output", required=True, metavar="PATH")
+    p.add_argument("--output", type=path_text, required=True, metavar="PATH")
     p.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size at run time")
     p.set_defaults(run=_export)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._atomic import writable
 from ..classification.evaluate import evaluate
-from ..recipes import integer_at_least
+from ..recipes import integer_at_least, path_text
 from . import CommandError, add_model_source, model_source
 
 
@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "Without --data: the run's own validation split.")
     add_model_source(p)
     p.add_argument("--data", metavar="DIR", help="ImageFolder (its val/ if present, else all of it)")
-    p.add_argument("--output", metavar="DIR", help="where confusion.png goes (default: beside the checkpoint)")
+    p.add_argument("--output", type=path_text, metavar="DIR",
+                   help="where confusion.png goes (default: beside the checkpoint)")
     p.add_argument("--batch-size", type=integer_at_least(1), default=128, metavar="N")
     p.add_argument("--workers", type=integer_at_least(0), default=2, metavar="N",
                    help="processes loading images (2; 0: in this one)")

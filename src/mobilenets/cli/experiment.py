@@ -6,7 +6,7 @@ import argparse
 
 from ..deploy.bench import BACKENDS
 from ..experiments import EXPERIMENTS, run_experiment
-from ..recipes import positive_int
+from ..recipes import path_text, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", metavar="B,B", help=f"CPU backends to time the variants on, of "
                                                      f"{', '.join(BACKENDS)} (default: the experiment's; "
                                                      f"'none' for none)")
-    p.add_argument("--output", metavar="DIR", help="default: runs/experiments/NAME")
+    p.add_argument("--output", type=path_text, metavar="DIR", help="default: runs/experiments/NAME")
     p.set_defaults(run=run)
 
 

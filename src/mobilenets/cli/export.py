@@ -9,7 +9,7 @@ from .. import cpu
 from ..classification.export import export_classifier
 from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export
 from ..deploy.quantize import checked_groups
-from ..recipes import path_problems, resolution
+from ..recipes import path_problems, path_text, resolution
 from . import CommandError, add_model_arguments, model_from_args
 
 
@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
                    help="--int8 --checkpoint: first fine-tune N epochs on the run's training data with int8 "
                         "simulated (quantization-aware), so that int8 keeps the fp32 predictions (default: 0)")
-    p.add_argument("--output", required=True, metavar="PATH")
+    p.add_argument("--output", type=path_text, required=True, metavar="PATH")
     p.set_defaults(run=run)
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..classification.predict import predict
+from ..recipes import path_text
 from . import CommandError, add_model_source, model_source
 
 
@@ -16,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Print the top-k classes of each image. An unreadable image gets a "
                                           "one-line error and exit status 1; the others are still predicted.")
     add_model_source(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("images", type=path_text, nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--topk", type=int, default=5, metavar="K")
     p.add_argument("--json", action="store_true", help="one JSON object per image (JSON lines)")
     p.set_defaults(run=run)

@@ -54,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve import create_app
+    from ..serve.app import check_api_key
 
     api_key = os.environ.get(API_KEY_VARIABLE) if args.api_key is None else args.api_key
-    if api_key is not None and not api_key.strip():
+    try:
+        if api_key is not None:
+            check_api_key(api_key)
+    except ValueError as e:
         given = "--api-key" if args.api_key is not None else f"${API_KEY_VARIABLE}"
-        raise CommandError(f"{given} is empty: give a key, or leave it out to serve without one")
+        raise CommandError(f"{given}: {e} (give the key alone, or leave it out to serve without one)") from None
     _require_free_port(args.host, args.port)  # before loading the model, which can take a while
     # Requests are decoded and resized in parallel threads: one thread per torch operation avoids oversubscribing
     # the cores (the network runs on its own runtime's threads).

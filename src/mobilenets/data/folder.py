@@ -46,6 +46,15 @@ class DataError(ValueError):
     """A dataset problem the user must fix; the one-line message names the file or folder."""
 
 
+def escaped_name(name: str) -> str:
+    """`name` as UTF-8 text: a folder name that was not UTF-8 (its bytes kept as surrogates) with those bytes
+    escaped (`\\xff`), so it can be drawn, sent as JSON or written where only UTF-8 goes."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class TooManyPixels(DataError):
     """An image whose header declares more pixels than allowed (refused before decoding)."""
 
@@ -191,12 +200,14 @@ def _reason(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _problem(path: Path, budget: _PixelBudget | None = None) -> str | None:
-    """Why `path` cannot be used as an image, or None if it decodes."""
+def _problem(path: Path, budget: _PixelBudget | None = None, size: tuple[int, int] | None = None) -> str | None:
+    """Why `path` cannot be used as an image (of `size`, if given: upright width, height), or None if it can."""
     try:
-        _decode_rgb(path, budget)
+        decoded = _decode_rgb(path, budget).size
     except Exception as e:  # see load_rgb
         return _reason(e)
+    if size is not None and decoded != tuple(size):
+        return f"image is {decoded[0]}x{decoded[1]}, not the {size[0]}x{size[1]} its annotations say"
     return None
 
 
@@ -297,13 +308,15 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-def find_problems(files: list[Path], check: bool = True) -> dict[Path, str | None]:
-    """Why each file cannot be used as an image (None: it can), decoding them on a few threads when `check`."""
+def find_problems(files: list[Path], check: bool = True, sizes: dict[Path, tuple[int, int]] | None = None
+                  ) -> dict[Path, str | None]:
+    """Why each file cannot be used as an image (None: it can), decoding them on a few threads when `check`;
+    with `sizes`, a file whose upright size is not the one given is a problem too."""
     if not check:
         return {f: _quick_problem(f) for f in files}
     budget = _PixelBudget(_pixel_limit() or _DEFAULT_PIXEL_LIMIT)
     with ThreadPoolExecutor(_CHECK_THREADS) as pool:
-        results = pool.map(lambda path: _problem(path, budget), files)
+        results = pool.map(lambda path: _problem(path, budget, (sizes or {}).get(path)), files)
         progress = tqdm(results, total=len(files), desc="checking images", unit="file",
                         disable=len(files) <= _PROGRESS_MIN_FILES)
         return dict(zip(files, progress, strict=True))

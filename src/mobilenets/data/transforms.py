@@ -6,6 +6,7 @@ only. Augmentation defaults are mild: ImageNet's crop scale (0.08, 1) and flips 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -31,15 +32,17 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         try:  # JSON gives lists
-            object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-            object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+            mean, std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
         except (TypeError, ValueError):
-            raise ValueError(f"mean and std need 3 numbers each, got mean={self.mean!r}, std={self.std!r}") from None
+            mean = std = ()
+        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 finite numbers each, std positive; got mean={self.mean!r}, "
+                             f"std={self.std!r}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, "
                              f"resize={self.resize}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean and std need 3 values each, std positive; got mean={self.mean}, std={self.std}")
         _interpolation_mode(self.interpolation)
 
     def to_dict(self) -> dict[str, Any]:

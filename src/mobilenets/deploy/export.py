@@ -30,6 +30,7 @@ from .._atomic import atomic_path
 FORMATS = ("onnx", "torchscript", "pt2", "executorch")  # export_graph writes the first three; executorch.py the last
 OPSET = 18
 SUFFIXES = {"onnx": ".onnx", "executorch": ".pte"}  # the files `load_exported` opens, by their suffix
+CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_broadcast_channel_scales` adds
 
 
 def check_suffix(format: str, output: str | Path) -> None:
@@ -38,7 +39,6 @@ def check_suffix(format: str, output: str | Path) -> None:
     if suffix in SUFFIXES.values() and suffix != SUFFIXES.get(format):
         raise ValueError(f"{output}: a {suffix} name for the {format} format (use "
                          f"{SUFFIXES.get(format, 'another suffix')})")
-CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_broadcast_channel_scales` adds
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

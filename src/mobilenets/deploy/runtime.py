@@ -25,8 +25,8 @@ class ExportedModel(ABC):
     """A loaded exported model: its input and output shapes (None for a dynamic dimension), the metadata it was
     exported with (class names, preprocessing, ...), and `run` for a batch of preprocessed NCHW float32 images."""
 
-    def __init__(self, path: Path, input_shape: tuple[int | None, ...], output_shapes: list[tuple[int | None, ...]],
-                 metadata: dict[str, Any]) -> None:
+    def __init__(self, path: Path, input_shape: tuple[int | None, ...], metadata: dict[str, Any], *,
+                 output_shapes: list[tuple[int | None, ...]]) -> None:
         self.path, self.input_shape, self.output_shapes, self.metadata = path, input_shape, output_shapes, metadata
 
     @property
@@ -61,7 +61,7 @@ class OnnxModel(ExportedModel):
                   for t in (model_input, *self.session.get_outputs())]
         metadata = {k.removeprefix(METADATA_PREFIX): _json_or_text(v) for k, v in meta.items()
                     if k.startswith(METADATA_PREFIX)}
-        super().__init__(path, shapes[0], shapes[1:], metadata)
+        super().__init__(path, shapes[0], metadata, output_shapes=shapes[1:])
         self._input = model_input.name
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -101,7 +101,7 @@ class PteModel(ExportedModel):
             raise ValueError(f"{path}: the ExecuTorch runtime cannot load it ({e})") from None
         meta = self.method.metadata
         outputs = [tuple(meta.output_tensor_meta(i).sizes()) for i in range(meta.num_outputs())]
-        super().__init__(path, tuple(meta.input_tensor_meta(0).sizes()), outputs, read_sidecar(path))
+        super().__init__(path, tuple(meta.input_tensor_meta(0).sizes()), read_sidecar(path), output_shapes=outputs)
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         return [output.numpy() for output in self.method.execute([self._torch.from_numpy(batch)])]

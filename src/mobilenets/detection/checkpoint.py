@@ -19,13 +19,15 @@ TASK = "detection"
 
 @dataclass
 class Detector:
-    """A trained detector with what using it needs: class names, COCO category ids and its input size."""
+    """A trained detector with what using it needs: class names, COCO category ids and its input size, and the
+    file it came from."""
 
     model: CenterNet | ExportedNetwork
     classes: list[str]
     category_ids: list[int]
     image_size: int
     meta: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
 
 
 def load_detector(path: str | Path) -> Detector:
@@ -40,7 +42,7 @@ def _from_checkpoint(checkpoint: Checkpoint) -> Detector:
     if (checkpoint.config or {}).get("name") != "centernet" or "classes" not in checkpoint.meta:
         raise WeightsError(f"{checkpoint.path}: not a detector saved by `mobilenets detect train`")
     model = model_from_checkpoint(checkpoint, create_detector).eval()
-    return _checked(Path(checkpoint.path), model, model.num_classes, None, checkpoint.meta)
+    return _detector_from(Path(checkpoint.path), model, model.num_classes, None, checkpoint.meta)
 
 
 def detector_from_exported(exported: ExportedModel) -> Detector:
@@ -53,27 +55,36 @@ def detector_from_exported(exported: ExportedModel) -> Detector:
     if len(exported.output_shapes) != 3:
         raise WeightsError(f"{path}: has {len(exported.output_shapes)} output(s), not a CenterNet's three (heat map, "
                            f"size, offset): a classifier? use `mobilenets predict`")
-    return _checked(path, ExportedNetwork(exported), exported.output_shapes[0][1], exported.input_shape[2:], meta)
+    return _detector_from(path, ExportedNetwork(exported), exported.output_shapes[0][1], exported.input_shape[2:], meta)
 
 
-def _checked(path: Path, network: CenterNet | ExportedNetwork, outputs: int | None,
-             input_size: tuple[int | None, ...] | None, meta: dict[str, Any]) -> Detector:
+def _detector_from(path: Path, network: CenterNet | ExportedNetwork, heatmap_channels: int | None,
+                   input_size: tuple[int | None, ...] | None, meta: dict[str, Any]) -> Detector:
     """The Detector, once its metadata is found to fit its network (a class name and a category id per heat-map
-    channel, `image_size` the input's): else WeightsError naming `path`."""
+    channel, `image_size` the input's, a train_config that is an object): else WeightsError naming `path`."""
     size = meta.get("image_size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1 \
-            or (input_size and None not in input_size and input_size != (size, size)):
-        raise WeightsError(f"{path}: its image_size ({size!r}) is not its input's "
-                           f"({'x'.join(map(str, input_size)) if input_size else 'a size in pixels'})")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise WeightsError(f"{path}: its image_size must be a positive integer, got {size!r}")
+    if input_size and None not in input_size and input_size != (size, size):
+        raise WeightsError(f"{path}: its image_size ({size}) is not its input's ({'x'.join(map(str, input_size))})")
     try:
         classes, category_ids = [str(c) for c in meta["classes"]], [int(i) for i in meta["category_ids"]]
     except (TypeError, ValueError, KeyError):
         raise WeightsError(f"{path}: its class names or category ids are not lists of names and integers") from None
     if isinstance(meta["classes"], str) or len(classes) != len(category_ids) or \
-            (outputs is not None and len(classes) != outputs):
-        raise WeightsError(f"{path}: {len(classes)} class names and {len(category_ids)} category ids, but its "
-                           f"network has {outputs} heat-map channels")
-    return Detector(network, classes, category_ids, size, dict(meta))
+            (heatmap_channels is not None and len(classes) != heatmap_channels):
+        raise WeightsError(f"{path}: {_count(len(classes), 'class name')} and "
+                           f"{_count(len(category_ids), 'category id')}, but its network has "
+                           f"{_count(heatmap_channels, 'heat-map channel')}")
+    if len(set(category_ids)) != len(category_ids):
+        raise WeightsError(f"{path}: its category ids repeat ({category_ids})")
+    if not isinstance(meta.get("train_config", {}), dict):
+        raise WeightsError(f"{path}: its train_config is not a JSON object")
+    return Detector(network, classes, category_ids, size, dict(meta), path)
+
+
+def _count(n: int | None, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def pretrained_checkpoint(source: str | Path, *, backbone: str, width_mult: float, **options: Any) -> Checkpoint:

@@ -71,10 +71,11 @@ class CocoDetection(Dataset):
         return image, {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "image_id": entry["id"]}
 
     def _existing_images(self, images: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-        """The image entries whose file exists and decodes, and (path, reason) for the others; DataError if none
-        is left."""
+        """The image entries whose file exists, decodes and is of the size they give, and (path, reason) for the
+        others; DataError if none is left."""
         paths = [self.image_dir / entry["file_name"] for entry in images]
-        problems = find_problems(paths)  # a missing file is "no such file", as any other unusable one
+        sizes = {path: (entry["width"], entry["height"]) for entry, path in zip(images, paths, strict=True)}
+        problems = find_problems(paths, sizes=sizes)  # a missing file is "no such file", as any other unusable one
         kept, skipped = [], []
         for entry, path in zip(images, paths, strict=True):
             if (problem := problems[path]) is None:
@@ -129,7 +130,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     _check_entries(path, "category", data["categories"], ("id", "name"))
     _check_entries(path, "image", data["images"], _IMAGE_FIELDS)
     for image in data["images"]:
-        name = Path(str(image["file_name"]))
+        if not isinstance(image["file_name"], str) or not image["file_name"]:
+            raise DataError(f"{path}: image {image['id']}: file_name must be a file's name, got "
+                            f"{image['file_name']!r}")
+        name = Path(image["file_name"])
         if name.is_absolute() or ".." in name.parts:
             raise DataError(f"{path}: image {image['id']}: file_name {str(name)!r} points outside the image folder")
         if not all(isinstance(image[k], int) and not isinstance(image[k], bool) and image[k] > 0

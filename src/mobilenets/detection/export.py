@@ -13,7 +13,7 @@ from PIL import Image
 from ..data.transforms import normalise
 from ..deploy.executorch import export_pte
 from ..deploy.export import check_suffix, export_graph
-from ..deploy.quantize import calibration_batches
+from ..deploy.quantize import FLOAT_GROUPS, calibration_batches
 from .checkpoint import Detector
 from .synthetic import SyntheticDetection
 from .transforms import letterbox
@@ -42,7 +42,8 @@ def export_detector(detector: Detector, output: str | Path, *, format: str = "on
         raise ValueError("int8 detectors are exported with the executorch format")
     check_suffix(format, output)
     if "classifier" in (keep_float or ()):
-        raise ValueError("keep_float: a detector has no classifier (its groups: first_conv, se, large_depthwise)")
+        groups = ", ".join(g for g in FLOAT_GROUPS if g != "classifier")
+        raise ValueError(f"keep_float: a detector has no classifier (its groups: {groups})")
     metadata = {"classes": detector.classes, "category_ids": detector.category_ids,
                 "image_size": detector.image_size, "model": detector.model.config,
                 "train_config": detector.meta.get("train_config", {}),

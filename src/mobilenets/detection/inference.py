@@ -13,8 +13,9 @@ from torchvision.utils import draw_bounding_boxes
 from ..data.folder import DataError, expand_inputs, load_rgb
 from ..data.wrappers import Transformed
 from ..engine.distributed import choose_device
+from ..recipes import recorded_options
 from .checkpoint import Detector, load_detector
-from .config import DetectConfig, make_detect_config
+from .config import DetectConfig
 from .data import evaluation_sets
 from .decode import SCORE_THRESHOLD, Detections, decode
 from .evaluate import DetectionEval, evaluate_detector, to_coco_results
@@ -24,15 +25,15 @@ from .transforms import boxes_to_original, collate, eval_transform
 def _evaluation_config(detector: Detector, data: str | None, val_json: str | None,
                        val_images: str | None) -> DetectConfig:
     """The run's own data options, or the folder / COCO files given (val only is enough)."""
-    run = {k: v for k, v in detector.meta.get("train_config", {}).items() if k in DetectConfig.__dataclass_fields__}
-    run |= {"image_size": detector.image_size, "overfit": 0, "pretrained": None, "resume": False}
+    given: dict[str, Any] = {"image_size": detector.image_size, "overfit": 0, "pretrained": None, "resume": False}
     if data is not None or val_json is not None:
-        run |= dict.fromkeys(("data", "train_json", "train_images", "val_json", "val_images"))
+        given |= dict.fromkeys(("data", "train_json", "train_images", "val_json", "val_images"))
         if data is not None:
-            run["data"] = data
+            given["data"] = data
         else:  # the evaluation needs only the validation files; the train pair is a formality of the config
-            run |= {"train_json": val_json, "train_images": val_images, "val_json": val_json, "val_images": val_images}
-    return make_detect_config(**run)
+            given |= {"train_json": val_json, "train_images": val_images, "val_json": val_json,
+                      "val_images": val_images}
+    return recorded_options(DetectConfig, detector.source, detector.meta.get("train_config", {}), **given)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, val_json: str | None = None,

@@ -66,7 +66,8 @@ class TrainingOptions:
                          "workers": self.workers or 0, "seed": self.seed},
             choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)},
             fractions={"momentum": self.momentum, "rmsprop_alpha": self.rmsprop_alpha, "ema_decay": self.ema_decay}
-        ) + device_problems(self.device)
+        ) + device_problems(self.device) + ([] if str(self.output).strip() else
+                                            ["output: an empty path (give '.' for this folder)"])
 
 
 

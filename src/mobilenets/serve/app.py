@@ -32,6 +32,7 @@ from .servable import Servable, load_servable
 
 IMAGE_TYPES = ("image/", "application/octet-stream")
 MAX_BODY_BYTES = 20 * 1024 * 1024
+WARM_EVERY_SIZE_UP_TO = 16  # batch sizes run at start-up, each twice (and the largest, if larger)
 MAX_PIXELS = 40_000_000
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -75,6 +76,8 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     prepare_threads = default_prepare_threads() if prepare_threads is None else prepare_threads
     if prepare_threads < 1:
         raise ValueError(f"prepare_threads must be at least 1, got {prepare_threads}")
+    if api_key is not None:
+        check_api_key(api_key)
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -94,9 +97,9 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
 
     async def start() -> None:
         async with starting:
-            if app.state.preparing is None:
-                app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
+            if app.state.preparing is None:  # set only once the batcher runs: a failed start is tried again
                 await batcher.start(warm_up=_warm_up_batches(servable, max_batch_size))
+                app.state.preparing = ThreadPoolExecutor(prepare_threads, thread_name_prefix="mobilenets-prepare")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -152,9 +155,9 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     @app.post("/v1/predict")
     async def predict(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        if app.state.preparing is None:  # mounted in another app, which does not run a mounted app's lifespan
-            await start()
         try:
+            if app.state.preparing is None:  # mounted in another app, which does not run a mounted app's lifespan
+                await start()
             authorize(request)
             with batcher.expecting():
                 data = await _image_bytes(request, max_body_bytes)
@@ -180,6 +183,13 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     return app
 
 
+def check_api_key(key: str) -> None:
+    """ValueError for a key no client could send: empty, or with white space around it (a newline read from a
+    file, say), which a bearer token never carries."""
+    if not key.strip() or key != key.strip():
+        raise ValueError("the API key is empty or begins or ends with white space")
+
+
 def default_prepare_threads() -> int:
     """Half of this process's cores, at least one: the model's runtime works on the cores with its own threads, and
     more threads preparing uploads beside it slow its runs more than they speed up decoding (docs/benchmarks.md)."""
@@ -187,13 +197,17 @@ def default_prepare_threads() -> int:
 
 
 def _warm_up_batches(servable: Servable, max_batch_size: int) -> list[list[tuple[torch.Tensor, Any]]]:
-    """A blank image in the largest batch the network will run, twice: a runtime grows its memory arena on the
-    first runs at a larger input (onnxruntime: the second run at a new batch size can take several times as long),
-    which would otherwise fall on requests as their batches reach new sizes; once grown, smaller batches fit."""
+    """A blank image in batches of the largest size the network will run, then of each size up to
+    WARM_EVERY_SIZE_UP_TO, twice each. A runtime grows its memory and plans it for an input shape on its first
+    runs (onnxruntime: the second run at a new batch size can take several times as long), which would otherwise
+    fall on requests as their batches reach new sizes; the largest batch grows the memory once for all, and the
+    small sizes, those busy minutes reach most, are then planned too (a cost that grows with the square of the
+    sizes warmed, hence the bound)."""
     blank = Image.new("RGB", (64, 64), (128, 128, 128))
     example = servable.prepare(blank, blank.size)
     largest = min(max_batch_size, servable.fixed_batch or max_batch_size)
-    return [[example] * largest] * 2
+    sizes = [largest, *range(1, min(largest, WARM_EVERY_SIZE_UP_TO + 1))]
+    return [[example] * size for size in sizes for _ in range(2)]
 
 
 def _prepare(servable: Servable, data: bytes, max_pixels: int) -> tuple[torch.Tensor, Any, tuple[int, int]]:

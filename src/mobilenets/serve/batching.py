@@ -37,8 +37,13 @@ class MicroBatcher:
         """Start collecting (in the running event loop), after running the batches of `warm_up` in the model
         thread; after `stop`, it can start again."""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
-        for batch in warm_up:
-            await asyncio.get_running_loop().run_in_executor(self._model_thread, self.run_batch, batch)
+        try:
+            for batch in warm_up:
+                await asyncio.get_running_loop().run_in_executor(self._model_thread, self.run_batch, batch)
+        except BaseException:
+            self._model_thread.shutdown()
+            self._model_thread = None
+            raise
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._collect())
 

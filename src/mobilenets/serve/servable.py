@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ..classification.checkpoint import Classifier, classifier_from_exported
+from ..data.folder import escaped_name
 from ..data.transforms import eval_resize_crop, normalise
 from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedNetwork, load_exported
 from ..detection.checkpoint import Detector, detector_from_exported, load_detector
@@ -62,7 +63,7 @@ class ServedClassifier(Servable):
     task = "classification"
 
     def __init__(self, classifier: Classifier, top_k: int = 5) -> None:
-        self.model, self.classes = classifier.model, classifier.classes
+        self.model, self.classes = classifier.model, [escaped_name(c) for c in classifier.classes]
         self.resize_crop, self.preprocess = eval_resize_crop(classifier.preprocess), classifier.preprocess
         self.top_k = min(top_k, len(self.classes))
 
@@ -87,7 +88,7 @@ class ServedDetector(Servable):
     task = "detection"
 
     def __init__(self, detector: Detector, threshold: float = SCORE_THRESHOLD) -> None:
-        self.model, self.classes = detector.model, detector.classes
+        self.model, self.classes = detector.model, [escaped_name(c) for c in detector.classes]
         self.image_size = detector.image_size
         self.threshold = threshold
 
