@@ -338,3 +338,14 @@ def test_a_recorded_recipe_from_another_machine_loads_and_is_checked_only_where_
     save_model(trained.model, path, meta={**trained.meta, "train_config": {**elsewhere, "data": "/gone/shapes"}})
     with pytest.raises(ConfigError, match=rf"^{path}: its train_config does not hold: data: /gone/shapes: no such"):
         recorded_training(load_classifier(path))
+
+
+def test_an_experiment_that_fails_before_any_run_finishes_leaves_no_folder_to_block_its_retry(tmp_path, capsys):
+    from mobilenets.cli import main
+
+    (tmp_path / "empty").mkdir()  # no class folders: found when the first run reads its data
+    argv = ["experiment", "se", "--backends", "none", "--seeds", "1", "--output", str(tmp_path / "ex")]
+    assert main([*argv, "--data", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"mobilenets: error: {tmp_path / 'empty'}: expected train/ and val/ folders")
+    assert not (tmp_path / "ex").exists()

@@ -117,6 +117,16 @@ def test_a_second_run_never_replaces_the_first_unless_told(tmp_path):
         fit(Toy(), toy_config(tmp_path, output=str(tmp_path / "file")), progress=False)
 
 
+def test_a_recipe_kept_in_the_output_folder_is_not_written_over(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("epochs: 1\n")
+    fit(Toy(), toy_config(tmp_path, epochs=1), progress=False)
+    assert (folder / "config.yaml").read_text() == "epochs: 1\n" and sorted(p.name for p in folder.iterdir()) == [
+        "config.yaml"]
+    assert (tmp_path / "toy2" / "last.pt").is_file()
+
+
 def test_a_run_folder_in_use_is_refused_naming_its_holder(tmp_path):
     import fcntl
 

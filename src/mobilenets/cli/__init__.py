@@ -19,8 +19,9 @@ from .. import __version__
 from ..engine import TrainingError
 from ..extras import MissingExtra
 from ..models import MAX_WIDTH, MobileNet, architecture_options, build_model, list_models
-from ..recipes import add_options, count, number_in, options_given, path_text
+from ..recipes import add_options, integer_at_least, number_in, options_given, path_text
 
+MAX_CLASSES = 100_000  # a classifier over more would hold gigabytes of weights (ImageNet-21k has 21,841 classes)
 COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect", "serve", "experiment")
 
 
@@ -47,7 +48,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, name_required: bool 
                         help=f"one of {', '.join(list_models())}")
     parser.add_argument("--width", type=number_in(0, MAX_WIDTH), default=1.0, metavar="W",
                         help="width multiplier α (1.0)")
-    parser.add_argument("--num-classes", type=count, default=1000, metavar="K", help="classes (1000; 0: no classifier)")
+    parser.add_argument("--num-classes", type=integer_at_least(0, MAX_CLASSES), default=1000, metavar="K",
+                        help="classes (1000; 0: no classifier)")
     options = parser.add_argument_group("model options (only those of the chosen model are accepted)")
     for name, (option, models) in architecture_options().items():
         flag, takers = f"--{name.replace('_', '-')}", ", ".join(models)

@@ -27,15 +27,17 @@ class RunFolderError(RuntimeError):
 
 
 RUN_FILES = ("last.pt", "best.safetensors", "metrics.csv", "summary.json")  # what says a folder holds a run
+# a config.yaml there may be a user's recipe kept beside its runs: a new run does not write over it either
+OCCUPIED_BY = (*RUN_FILES, "config.yaml")
 
 
 def run_folder(out: Path, *, reuse: bool) -> Path:
-    """`out` unless it holds another run's results (and `reuse`, for resume or exist_ok, is off); then the first of
-    `out2`, `out3`, ... that does not: a run never replaces another's files."""
+    """`out` unless it holds another run's results or a config.yaml (and `reuse`, for resume or exist_ok, is off);
+    then the first of `out2`, `out3`, ... that does not: a run never replaces another's files, nor a recipe."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"output: {out} is a file, not a folder")
     n, folder = 1, out
-    while not reuse and any((folder / name).exists() for name in RUN_FILES):
+    while not reuse and any((folder / name).exists() for name in OCCUPIED_BY):
         n += 1
         folder = out.with_name(f"{out.name}{n}")
     return folder

@@ -4,6 +4,7 @@ its last epoch), then costs from the profile and latencies on the CPU backends, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -92,21 +93,30 @@ def run_experiment(name: str, *, seeds: int = 3, epochs: int | None = None, quic
     runs = [(variant, seed) for seed in todo.seeds for variant in experiment.variants]
     for variant, seed in runs:  # every run's options checked before the first one trains
         training_config(experiment.task, train_options(todo, variant, seed))
-    _claim_folder(todo)
+    claimed = _claim_folder(todo)
     results: list[RunResult] = []
-    with tqdm(runs, desc=f"experiment {name}", unit="run", disable=not progress, dynamic_ncols=True) as bar:
-        for variant, seed in bar:
-            bar.set_postfix_str(f"{variant.label}, seed {seed}")
-            results.append(_trained(todo, variant, seed))
+    try:
+        with tqdm(runs, desc=f"experiment {name}", unit="run", disable=not progress, dynamic_ncols=True) as bar:
+            for variant, seed in bar:
+                bar.set_postfix_str(f"{variant.label}, seed {seed}")
+                results.append(_trained(todo, variant, seed))
+    except BaseException:
+        if claimed and not results:  # nothing finished: the plan must not hold the folder against a corrected retry
+            (todo.output / "plan.json").unlink(missing_ok=True)
+            for folder in (todo.output / "runs", todo.output):  # once empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
     backends = installed_backends(todo.backends)
     latency = _latencies(todo, backends, progress) if backends else {}
     return write_report(experiment, todo.shared, results, latency, todo.output,
                         minutes=(time.perf_counter() - started) / 60)
 
 
-def _claim_folder(todo: Plan) -> None:
+def _claim_folder(todo: Plan) -> bool:
     """Create the output folder with plan.json (the experiment and its shared options), or check that the one
-    there is this plan's: finished runs are only read back into the experiment they were trained for."""
+    there is this plan's: finished runs are only read back into the experiment they were trained for. True if it
+    wrote the plan."""
     wanted = {"experiment": todo.experiment.name, "shared": todo.shared}
     record = todo.output / "plan.json"
     if record.is_file():
@@ -118,12 +128,13 @@ def _claim_folder(todo: Plan) -> None:
                 else f"other options ({', '.join(differ)})"
             raise ExperimentError(f"{todo.output} holds {what}: give another --output, or the same options to "
                                   f"continue it")
-        return
+        return False
     try:
         todo.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ExperimentError(f"{todo.output}: cannot create the output folder ({e.strerror})") from None
     write_text(record, json.dumps(wanted, indent=2))
+    return True
 
 
 def train_options(todo: Plan, variant: Variant, seed: int) -> dict[str, Any]:
