@@ -15,6 +15,7 @@ model expects is written into the model's metadata (`mobilenets.preprocess`), be
 from __future__ import annotations
 
 import copy
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,8 @@ def export_graph(model: nn.Module, format: str, output: str | Path, *, resolutio
         else:
             batch = torch.export.Dim("batch", min=1, max=1024) if dynamic_batch else None
             program = torch.export.export(folded, (example,), dynamic_shapes=({0: batch},) if batch else None)
+            archive = io.BytesIO()  # torch.export.save wants a name ending in .pt2 or a buffer, not our temp name
+            torch.export.save(program, archive, extra_files=meta)
             with atomic_path(output) as tmp:
-                torch.export.save(program, str(tmp), extra_files=meta)
+                tmp.write_bytes(archive.getvalue())
     return output
