@@ -113,14 +113,20 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
     return values
 
 
+def checked_train_config(source: str | Path, recorded: Any) -> dict[str, Any]:
+    """`recorded`, a model file's `train_config`, if it is an object; ConfigError naming `source` if not."""
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{source}: its train_config is not a JSON object")
+    return recorded
+
+
 def recorded_options(kind: type[Options], source: str | Path, recorded: Any, **overrides: Any) -> Options:
     """The options a model file recorded of the run that trained it (`train_config`), with `overrides` replacing
     some (None: that option's default), checked as `make_options` checks a recipe; the device the run used is
     not carried over. ConfigError naming `source` if the record is not a usable set of options."""
-    if not isinstance(recorded, dict):
-        raise ConfigError(f"{source}: its train_config is not a JSON object")
     fields = {f.name for f in dataclasses.fields(kind)}
-    known = {k: v for k, v in recorded.items() if k in fields and k not in overrides and k != "device"}
+    known = {k: v for k, v in checked_train_config(source, recorded).items()
+             if k in fields and k not in overrides and k != "device"}
     try:
         return make_options(kind, **known, **overrides)
     except (ConfigError, TypeError, ValueError) as e:

@@ -10,7 +10,7 @@ from typing import Any
 from ..data.transforms import Preprocess
 from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
 from ..models import MobileNet
-from ..recipes import recorded_options
+from ..recipes import checked_train_config, recorded_options
 from ..weights.convert import WeightsError, read_weights
 from ..weights.io import model_from_checkpoint
 from .config import TrainConfig
@@ -74,8 +74,7 @@ def _classifier_from(path: Path, network: MobileNet | ExportedNetwork, num_outpu
     if input_size and None not in input_size and input_size != (preprocess.image_size,) * 2:
         raise WeightsError(f"{path}: its preprocessing crops {preprocess.image_size} px, but its network takes "
                            f"{'x'.join(map(str, input_size))}")
-    if not isinstance(meta.get("train_config", {}), dict):
-        raise WeightsError(f"{path}: its train_config is not a JSON object")
+    checked_train_config(path, meta.get("train_config", {}))
     return Classifier(network, [str(c) for c in classes], preprocess, dict(meta), path)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
+from ..recipes import checked_train_config
 from ..weights.convert import Checkpoint, WeightsError, load_into, read_weights
 from ..weights.io import model_from_checkpoint, require_architecture
 from ..weights.registry import open_weights
@@ -78,8 +79,7 @@ def _detector_from(path: Path, network: CenterNet | ExportedNetwork, heatmap_cha
                            f"{_count(heatmap_channels, 'heat-map channel')}")
     if len(set(category_ids)) != len(category_ids):
         raise WeightsError(f"{path}: its category ids repeat ({category_ids})")
-    if not isinstance(meta.get("train_config", {}), dict):
-        raise WeightsError(f"{path}: its train_config is not a JSON object")
+    checked_train_config(path, meta.get("train_config", {}))
     return Detector(network, classes, category_ids, size, dict(meta), path)
 
 
