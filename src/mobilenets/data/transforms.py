@@ -6,13 +6,13 @@ only. Augmentation defaults are mild: ImageNet's crop scale (0.08, 1) and flips 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 from torchvision.transforms import InterpolationMode, v2
-from torchvision.transforms.v2 import functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,9 +93,19 @@ def eval_resize_crop(p: Preprocess) -> v2.Compose:
 def normalise(images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
               std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """uint8 [..., 3, H, W] (one image or a batch, plain or tv_tensors) -> float32 scaled to [0, 1], minus `mean`,
-    over `std`, as a plain tensor: the last steps of `eval_transform`."""
-    images = F.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True)
-    return F.normalize(images, list(mean), list(std))
+    over `std`, as a plain tensor: the last steps of `eval_transform`, as one multiply-add over the converted
+    pixels (half the time of converting, scaling and normalising in turn, which matters to a server's batches)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"normalise takes uint8 pixels, got {images.dtype}")
+    scale, shift = _scale_and_shift(tuple(mean), tuple(std))
+    return images.as_subclass(torch.Tensor).to(torch.float32).mul_(scale).add_(shift)
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / 255 - mean) / std as x * scale + shift, per channel, shaped to broadcast over [..., C, H, W]."""
+    mean_, std_ = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+    return ((1 / (255 * std_)).float().view(-1, 1, 1), (-mean_ / std_).float().view(-1, 1, 1))
 
 
 @dataclass(frozen=True)
