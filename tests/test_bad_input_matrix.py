@@ -240,6 +240,8 @@ CASES: dict[str, Case] = {
     "not a number": Case(_train("--lr", "fast"), "--lr: must be a number > 0, got 'fast'"),
     "unknown model": Case(_train("--model", "resnet50"), "--model: invalid choice: 'resnet50'"),
     "validation fraction 1.5": Case(_train("--val-split", "1.5"), "val_split: must be between 0 and 1, got 1.5"),
+    "validation fraction without data": Case(_train("--val-split", "0.2"), "val_split: splits a --data folder; the "
+                                                                           "built-in data has its own validation"),
     "seed negative": Case(_train("--seed", "-1"), "seed: must be >= 0, got -1"),
     "EMA decay 2": Case(_train("--ema", "--ema-decay", "2"), "ema_decay: must be in [0, 1), got 2.0"),
     "momentum 5": Case(_train("--momentum", "5"), "momentum: must be in [0, 1), got 5.0"),
@@ -255,6 +257,8 @@ CASES: dict[str, Case] = {
     "config unknown key": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "wings: 2\n"))],
                                "wings"),
     "config missing": Case(lambda f, r: ["train", "--config", str(f / "none.yaml")], "none.yaml"),
+    "detect neck too wide": Case(lambda f, r: ["detect", "train", "--neck-channels", "100000", "--output",
+                                                str(f / "run")], "neck_channels: at most 4096, got 100000"),
     "detect width too large": Case(lambda f, r: ["detect", "train", "--width", "50", "--output", str(f / "run")],
                                    "width: must be in (0, 4], got 50"),
     # data folders: a line naming the folder; unusable files are skipped and counted, not fatal unless none is left
@@ -321,14 +325,15 @@ CASES: dict[str, Case] = {
     "resume a detection run": Case(_resume_from("detector"), "{folder}/run/last.pt: the checkpoint of a detection "
                                                              "run, not of a classification run"),
     "resume with other options": Case(_resume_from("classifier"), "{folder}/run/last.pt: cannot resume with a "
-                                                                  "different batch_size (16 in the run, 64 now)",
-                                      status=1),
+                                                                  "different batch_size (16 in the run, 64 now)"),
     # a run folder another run holds
-    "run folder in use": Case(_held_run_folder, "{folder}/run: another run", status=1),
+    "run folder in use": Case(_held_run_folder, "{folder}/run: another run"),
     # COCO files: a line naming the file
     "COCO not JSON": Case(_coco_eval(lambda c: c.clear()), "annotations.json: no 'images' / 'annotations'"),
     "COCO string category id": Case(_coco_eval(lambda c: c["categories"][0].update(id="1")),
-                                    "annotations.json: category id '1' is not an integer"),
+                                    "annotations.json: category id '1' is not an integer from 0 to 2^53 - 1"),
+    "COCO category id too large": Case(_coco_eval(lambda c: c["categories"][0].update(id=10**30)),
+                                       f"annotations.json: category id {10**30} is not an integer from 0 to 2^53 - 1"),
     "COCO repeated image id": Case(_coco_eval(lambda c: c["images"].append(dict(c["images"][0]))),
                                    "annotations.json: image id 1 appears more than once"),
     "COCO width as text": Case(_coco_eval(lambda c: c["images"][0].update(width="64")),
@@ -405,7 +410,7 @@ CASES: dict[str, Case] = {
                                                           "--save-results", str(_a_file(f) / "r.json")],
                                             "is a file, not a folder"),
     "train output inside a file": Case(lambda f, r: ["train", "--output", str(_a_file(f) / "run")],
-                                       "output: {folder}/a_file/run: cannot write here", status=1),
+                                       "output: {folder}/a_file/run: cannot write here"),
     "drawings inside a file": Case(lambda f, r: ["detect", "predict", "--checkpoint", str(r.detector_file()),
                                                  str(_images(f / "in", 1)), "--output", str(_a_file(f) / "d")],
                                    "is a file, not a folder"),

@@ -16,8 +16,9 @@ from torch.utils.data import TensorDataset
 from mobilenets.classification import TrainConfig
 from mobilenets.data.wrappers import EpochSeeded
 from mobilenets.detection.config import DetectConfig
-from mobilenets.engine import Task, TaskData, TrainingError, TrainingOptions, fit
-from mobilenets.recipes import add_options, option, options_given
+from mobilenets.engine import Task, TaskData, TrainingOptions, fit
+from mobilenets.engine.run_files import RunFolderError
+from mobilenets.recipes import ConfigError, add_options, option, options_given
 from mobilenets.weights import WeightsError
 
 
@@ -85,7 +86,7 @@ def test_a_toy_task_trains_with_ema_and_writes_every_run_file(tmp_path):
 
 def test_resume_refuses_another_tasks_run_and_a_changed_option(tmp_path):
     fit(Toy(), toy_config(tmp_path, epochs=1), progress=False)
-    with pytest.raises(TrainingError, match=r"cannot resume with a different lr \(0\.1 in the run, 0\.2 now\)"):
+    with pytest.raises(ConfigError, match=r"cannot resume with a different lr \(0\.1 in the run, 0\.2 now\)"):
         fit(Toy(), toy_config(tmp_path, epochs=1, lr=0.2, resume=True), progress=False)
     other = type("Other", (Toy,), {"name": "other"})()
     with pytest.raises(WeightsError, match=r"the checkpoint of a toy run, not of a other run"):
@@ -113,7 +114,7 @@ def test_a_second_run_never_replaces_the_first_unless_told(tmp_path):
     again = fit(Toy(), toy_config(tmp_path, epochs=1, seed=2, exist_ok=True), progress=False)
     assert again.output == tmp_path / "toy" and (tmp_path / "toy" / "best.safetensors").read_bytes() != kept
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(TrainingError, match=r"output: .*file is a file, not a folder"):
+    with pytest.raises(RunFolderError, match=r"output: .*file is a file, not a folder"):
         fit(Toy(), toy_config(tmp_path, output=str(tmp_path / "file")), progress=False)
 
 
@@ -136,7 +137,7 @@ def test_a_run_folder_in_use_is_refused_naming_its_holder(tmp_path):
         held.write("pid 12345")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(TrainingError, match=r"toy: another run \(pid 12345\) is writing here"):
+        with pytest.raises(RunFolderError, match=r"toy: another run \(pid 12345\) is writing here"):
             fit(Toy(), toy_config(tmp_path, exist_ok=True), progress=False)
     assert not (folder / "last.pt").exists()
 

@@ -155,3 +155,16 @@ def test_published_name_downloads_and_loads(tmp_path, monkeypatch, image_batch):
         assert (loaded(image_batch) - model(image_batch)).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match="weights for mobilenet_v3_small, not mobilenet_v2"):
         mobilenets.create_model("mobilenet_v2", weights="timm/tf_mobilenetv3_small_075.in1k")
+
+
+def test_a_plain_pickle_is_refused_without_torchs_protocol_warning(tmp_path):
+    import pickle
+    import warnings
+
+    path = tmp_path / "plain.pth"
+    path.write_bytes(pickle.dumps({"features.0.0.weight": [1.0]}, protocol=5))
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(WeightsError, match=r"plain\.pth: not a "
+                                                                                              "readable PyTorch"):
+        warnings.simplefilter("always")
+        mobilenets.create_model("mobilenet_v2", weights=path)
+    assert [str(w.message) for w in caught] == []

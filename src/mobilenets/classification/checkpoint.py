@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._words import counted
 from ..data.transforms import Preprocess
 from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
 from ..models import MobileNet
@@ -68,7 +69,7 @@ def _classifier_from(path: Path, network: MobileNet | ExportedNetwork, num_outpu
         raise WeightsError(f"{path}: {e}") from None
     classes = meta["classes"]
     if not isinstance(classes, list) or (num_outputs is not None and len(classes) != num_outputs):
-        named = (f"{len(classes)} class name{'s' if len(classes) != 1 else ''}" if isinstance(classes, list)
+        named = (counted(len(classes), "class name") if isinstance(classes, list)
                  else f"class names {classes!r}")
         raise WeightsError(f"{path}: {named}, but its network has {num_outputs} outputs")
     if input_size and None not in input_size and input_size != (preprocess.image_size,) * 2:

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .. import cpu
+from .._words import counted
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,7 @@ def _describe_skipped(skipped: list[Skipped], shown: int = 3) -> str:
         return "no files"
     listed = ", ".join(f"{path.name} [{reason}]" for path, reason in skipped[:shown])
     more = f", and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} skipped: {listed}{more}"
+    return f"{counted(len(skipped), 'file')} skipped: {listed}{more}"
 
 
 class ImageFiles(Dataset):

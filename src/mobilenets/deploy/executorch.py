@@ -28,6 +28,7 @@ from torchvision.ops import SqueezeExcitation
 
 from .. import cpu
 from .._atomic import atomic_paths, writable
+from .._words import counted
 from ..extras import require
 from ..models.layers import NearestUpsample2x
 from .export import fold_batchnorm
@@ -152,8 +153,8 @@ def export_pte(model: nn.Module, output: str | Path, *, resolution: int = 224, m
         lowered = to_edge_transform_and_lower(torch.export.export(network, (example,)),
                                               partitioner=[XnnpackPartitioner()])
     if left := outside_delegate(lowered):
-        raise ValueError(f"{output}: XNNPACK does not take {', '.join(sorted(set(left)))} ({len(left)} operator"
-                         f"{'s' if len(left) != 1 else ''} would run on ExecuTorch's portable kernels)")
+        raise ValueError(f"{output}: XNNPACK does not take {', '.join(sorted(set(left)))} "
+                         f"({counted(len(left), 'operator')} would run on ExecuTorch's portable kernels)")
     program = lowered.to_executorch()
     with atomic_paths(output, sidecar_path(output)) as (program_file, sidecar):
         program_file.write_bytes(program.buffer)

@@ -27,10 +27,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops import FrozenBatchNorm2d
 
 from .._atomic import atomic_path
+from .runtime import EXPORTED_SUFFIXES
 
 FORMATS = ("onnx", "torchscript", "pt2", "executorch")  # export_graph writes the first three; executorch.py the last
 OPSET = 18
-SUFFIXES = {"onnx": ".onnx", "executorch": ".pte"}  # the files `load_exported` opens, by their suffix
+SUFFIXES = {model.format: suffix for suffix, model in EXPORTED_SUFFIXES.items()}  # formats `load_exported` opens
 CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_broadcast_channel_scales` adds
 
 

@@ -25,6 +25,8 @@ class ExportedModel(ABC):
     """A loaded exported model: its input and output shapes (None for a dynamic dimension), the metadata it was
     exported with (class names, preprocessing, ...), and `run` for a batch of preprocessed NCHW float32 images."""
 
+    format: str  # the export format that writes it (`deploy.export`'s name)
+
     def __init__(self, path: Path, input_shape: tuple[int | None, ...], metadata: dict[str, Any], *,
                  output_shapes: list[tuple[int | None, ...]]) -> None:
         self.path, self.input_shape, self.output_shapes, self.metadata = path, input_shape, output_shapes, metadata
@@ -53,6 +55,8 @@ class ExportedModel(ABC):
 class OnnxModel(ExportedModel):
     """An ONNX file on onnxruntime's CPU provider."""
 
+    format = "onnx"
+
     def __init__(self, path: Path, threads: int | None = None, *, spinning: bool = True) -> None:
         self.session = onnx_session(path, threads or 0, spinning=spinning)
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -78,6 +82,8 @@ def _json_or_text(value: str) -> Any:
 
 class PteModel(ExportedModel):
     """An ExecuTorch program (`.pte`) on the ExecuTorch runtime, with its sidecar metadata (`<file>.json`)."""
+
+    format = "executorch"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import torch

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._words import counted
 from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
 from ..recipes import checked_train_config
 from ..weights.convert import Checkpoint, WeightsError, load_into, read_weights
@@ -74,17 +75,13 @@ def _detector_from(path: Path, network: CenterNet | ExportedNetwork, heatmap_cha
         raise WeightsError(f"{path}: its class names or category ids are not lists of names and integers") from None
     if isinstance(meta["classes"], str) or len(classes) != len(category_ids) or \
             (heatmap_channels is not None and len(classes) != heatmap_channels):
-        raise WeightsError(f"{path}: {_count(len(classes), 'class name')} and "
-                           f"{_count(len(category_ids), 'category id')}, but its network has "
-                           f"{_count(heatmap_channels, 'heat-map channel')}")
+        raise WeightsError(f"{path}: {counted(len(classes), 'class name')} and "
+                           f"{counted(len(category_ids), 'category id')}, but its network has "
+                           f"{counted(heatmap_channels, 'heat-map channel')}")
     if len(set(category_ids)) != len(category_ids):
         raise WeightsError(f"{path}: its category ids repeat ({category_ids})")
     checked_train_config(path, meta.get("train_config", {}))
     return Detector(network, classes, category_ids, size, dict(meta), path)
-
-
-def _count(n: int | None, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def pretrained_checkpoint(source: str | Path, *, backbone: str, width_mult: float, **options: Any) -> Checkpoint:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .._words import counted
 from ..data.folder import DataError, find_problems, load_rgb
 from .synthetic import ANNOTATION_FILE
 
@@ -48,8 +49,8 @@ class CocoDetection(Dataset):
         annotations, self.dropped = self._clipped_annotations(raw["annotations"], raw["images"])
         if self.dropped:
             shown = "; ".join(self.dropped[:3]) + ("; ..." if len(self.dropped) > 3 else "")
-            log.warning("%s: %d annotation%s left out, no area inside the image (%s)", self.annotation_file,
-                        len(self.dropped), "s" if len(self.dropped) != 1 else "", shown)
+            log.warning("%s: %s left out, no area inside the image (%s)", self.annotation_file,
+                        counted(len(self.dropped), "annotation"), shown)
         images, self.skipped = self._existing_images(raw["images"])
         kept_ids = {image["id"] for image in images}
         annotations = [a for a in annotations if a["image_id"] in kept_ids]
@@ -143,13 +144,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+MAX_ID = 2**53 - 1  # the largest integer a JSON reader keeps exactly (in JavaScript, in float64 arrays)
+
+
 def _check_entries(path: Path, kind: str, entries: list[Any], fields: tuple[str, ...]) -> None:
     """Each entry is an object with `fields`, and no two share an id."""
     seen: set[Any] = set()
     for position, entry in enumerate(entries):
         _require_fields(path, kind, position, entry, fields)
-        if not isinstance(entry["id"], int) or isinstance(entry["id"], bool):
-            raise DataError(f"{path}: {kind} id {entry['id']!r} is not an integer")
+        if not isinstance(entry["id"], int) or isinstance(entry["id"], bool) or not 0 <= entry["id"] <= MAX_ID:
+            raise DataError(f"{path}: {kind} id {entry['id']!r} is not an integer from 0 to 2^53 - 1")
         if entry["id"] in seen:
             raise DataError(f"{path}: {kind} id {entry['id']} appears more than once")
         seen.add(entry["id"])

@@ -23,6 +23,7 @@ from ..recipes import (
 from .model import HEAD_CONVS
 
 COCO_FILES = ("train_json", "train_images", "val_json", "val_images")
+MAX_CHANNELS = 4096  # neck and head widths: CenterNet's heads use 64-256; beyond this a run only exhausts memory
 OVERFIT_EPOCHS = 300  # an overfit check without epochs: a cap; the run stops as soon as the check passes
 
 
@@ -72,6 +73,9 @@ class DetectConfig(TrainingOptions):
                       "max_detections": self.max_detections, "synthetic_train_size": self.synthetic_train_size,
                       "synthetic_val_size": self.synthetic_val_size},
             nonnegative={"overfit": self.overfit}, choices={"head_conv": (self.head_conv, HEAD_CONVS)})
+        problems += [f"{key}: at most {MAX_CHANNELS}, got {value}" for key, value in
+                     (("neck_channels", self.neck_channels), ("head_channels", self.head_channels))
+                     if value > MAX_CHANNELS]
         if not 0 < self.scale[0] <= self.scale[1]:
             problems.append(f"scale: need 0 < low <= high, got {list(self.scale)}")
         given = [k for k in COCO_FILES if getattr(self, k) is not None]

@@ -22,8 +22,8 @@ from .._atomic import writable, write_text
 from ..plots import plot_curves
 
 
-class RunFolderError(RuntimeError):
-    """The run folder cannot be used: it is a file, or another run is writing to it."""
+class RunFolderError(ValueError):
+    """The run folder cannot be used: it is a file, or another run is writing to it (bad input: exit status 2)."""
 
 
 RUN_FILES = ("last.pt", "best.safetensors", "metrics.csv", "summary.json")  # what says a folder holds a run

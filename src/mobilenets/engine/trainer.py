@@ -22,21 +22,22 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import cpu
 from .._atomic import write_text
+from ..recipes import ConfigError
 from ..weights.convert import STATE_FORMAT, WeightsError, load_torch_file
 from ..weights.io import save, save_training_state
 from .config import RESUMABLE_CHANGES, TrainingOptions
 from .distributed import Distributed, average_buffers, choose_device, init_distributed, shutdown
 from .loop import NonFiniteLossError, train_one_epoch
 from .optim import make_optimizer, make_scheduler
-from .run_files import MetricsFiles, RunFolderError, discard_unfinished, run_folder, run_lock, start_logging
+from .run_files import MetricsFiles, discard_unfinished, run_folder, run_lock, start_logging
 from .task import Task, TaskData
 
 log = logging.getLogger("mobilenets")
 
 
 class TrainingError(RuntimeError):
-    """A run that cannot go on (the loss diverged, a resume that would change the result, a failed overfit
-    check); the message is one line and says what was kept."""
+    """A run that cannot go on (the loss diverged, a failed overfit check); the message is one line and says what
+    was kept. Bad input (a resume with other options, an output folder that cannot be used) is a ValueError."""
 
 
 @dataclass
@@ -82,8 +83,6 @@ def fit(task: Task, config: TrainingOptions, *, progress: bool = True) -> TrainR
             if created:
                 discard_unfinished(out)
             raise
-    except RunFolderError as e:
-        raise TrainingError(str(e)) from None
     finally:
         shutdown(job)
 
@@ -115,7 +114,7 @@ def _loaders(config: TrainingOptions, data: TaskData, task: Task, job: Distribut
 
 def _read_state(path: Path, task: Task, config: TrainingOptions) -> dict[str, Any]:
     """A run's `last.pt`, read before any work: WeightsError for a file that is not one or is another task's,
-    TrainingError for a run whose options outside RESUMABLE_CHANGES (those that do not change the result) differ
+    ConfigError for a run whose options outside RESUMABLE_CHANGES (those that do not change the result) differ
     from `config`."""
     state = load_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -125,7 +124,7 @@ def _read_state(path: Path, task: Task, config: TrainingOptions) -> dict[str, An
     before = {k: v for k, v in state["train_config"].items() if k not in RESUMABLE_CHANGES}
     now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
     if changed := sorted(k for k in now if before.get(k) != now[k]):
-        raise TrainingError(f"{path}: cannot resume with a different {changed[0]} "
+        raise ConfigError(f"{path}: cannot resume with a different {changed[0]} "
                             f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
     return state
 
