@@ -242,6 +242,22 @@ CASES: dict[str, Case] = {
     "validation fraction 1.5": Case(_train("--val-split", "1.5"), "val_split: must be between 0 and 1, got 1.5"),
     "validation fraction without data": Case(_train("--val-split", "0.2"), "val_split: splits a --data folder; the "
                                                                            "built-in data has its own validation"),
+    "epochs absurd": Case(_train("--epochs", str(10**20)), "epochs: at most 100,000, got 100000000000000000000"),
+    "built-in set absurd": Case(_train("--synthetic-train-size", str(10**10)),
+                                "synthetic_train_size: at most 1,000,000, got 10000000000"),
+    "built-in detection set absurd": Case(lambda f, r: ["detect", "train", "--synthetic-val-size", str(10**14),
+                                                        "--output", str(f / "run")],
+                                          "synthetic_val_size: at most 1,000,000, got 100000000000000"),
+    "built-in set over the memory": Case(_train("--synthetic-train-size", "1000000", "--image-size", "2048"),
+                                         "drawing training shapes: 1,000,000 images of 2048x2048 px need 11718.8 GiB "
+                                         "of memory", status=1),
+    "recipe key given twice": Case(lambda f, r: ["train", "--config",
+                                                 str(_text(f / "r.yaml", "epochs: 1\nepochs: 2\n"))],
+                                   "{folder}/r.yaml: not valid YAML ('epochs' is given twice)"),
+    "recipe output a list": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "output: [a]\n"))],
+                                 "{folder}/r.yaml: output: invalid value ['a'] (it needs a str)"),
+    "experiment seeds absurd": Case(lambda f, r: ["experiment", "se", "--seeds", str(10**11), "--output", str(f / "x")],
+                                    "--seeds: at most 100, got 100000000000"),
     "seed negative": Case(_train("--seed", "-1"), "seed: must be >= 0, got -1"),
     "EMA decay 2": Case(_train("--ema", "--ema-decay", "2"), "ema_decay: must be in [0, 1), got 2.0"),
     "momentum 5": Case(_train("--momentum", "5"), "momentum: must be in [0, 1), got 5.0"),
@@ -380,6 +396,22 @@ CASES: dict[str, Case] = {
     "exported detector: fewer class names than heat-map channels": Case(
         lambda f, r: ["detect", "predict", "--model", str(_detector_onnx(f, r, classes=1)), str(_images(f / "in", 1))],
         "d.onnx: 1 class name and 1 category id, but its network has"),
+    # outputs that would replace the model they come from
+    "export onto its checkpoint": Case(lambda f, r: ["export", "--checkpoint", str(c := r.classifier_file()),
+                                                     "--format", "onnx", "--output", str(c)],
+                                       "classifier-best.safetensors: this is the input"),
+    "export to a checkpoint's name": Case(_export(output="m.safetensors"), "{folder}/m.safetensors: a .safetensors "
+                                                                           "name is a checkpoint's, not an export's "
+                                                                           "(onnx)"),
+    "torchscript export onto its last.pt": Case(lambda f, r: ["export", "--checkpoint", str(c := r.classifier_file(
+        "last.pt")), "--format", "torchscript", "--output", str(c)], "{folder}/classifier-last.pt: this is the input "
+                                                                      "{folder}/classifier-last.pt; it is kept"),
+    "detector export onto its checkpoint": Case(lambda f, r: ["detect", "export", "--checkpoint",
+                                                              str(d := r.detector_file()), "--output", str(d)],
+                                                "detector-best.safetensors: this is the input"),
+    "detection results onto the model": Case(lambda f, r: ["detect", "eval", "--checkpoint",
+                                                           str(d := r.detector_file()), "--save-results", str(d)],
+                                             "detector-best.safetensors: this is the input"),
     "detector kept-float classifier": Case(lambda f, r: ["detect", "export", "--checkpoint", str(r.detector_file()),
                                                          "--format", "executorch", "--int8", "--keep-float",
                                                          "classifier", "--output", str(f / "d.pte")],

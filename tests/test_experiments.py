@@ -131,6 +131,17 @@ def test_every_experiment_varies_only_its_factor():
         plan("shortcut", options={"model_options": {}})
     with pytest.raises(ExperimentError, match="unknown backend 'gpu'"):
         plan("shortcut", backends=["gpu"])
+    with pytest.raises(ExperimentError, match="--seeds: at most 100, got 101"):
+        plan("shortcut", seeds=101)
+
+
+@pytest.mark.parametrize("recorded", [b"[1, 2]", b'{"experiment": "se", "shared": 5}', b"{oops", b"\x91"])
+def test_a_plan_json_that_is_not_ours_is_named_and_kept(tmp_path, recorded):
+    (tmp_path / "se").mkdir()
+    (tmp_path / "se" / "plan.json").write_bytes(recorded)
+    with pytest.raises(ExperimentError, match=r"se/plan\.json: not a plan this command wrote"):
+        run_experiment("se", output=tmp_path / "se", progress=False)
+    assert (tmp_path / "se" / "plan.json").read_bytes() == recorded
 
 
 def test_a_bad_training_option_is_refused_before_anything_is_written(tmp_path):
@@ -176,6 +187,10 @@ def test_an_interrupted_experiment_continues_to_the_same_results(tmp_path, monke
         run_experiment("linear-bottleneck", output=again, **{**options, "epochs": 2})
     with pytest.raises(ExperimentError, match="holds experiment 'linear-bottleneck'"):
         run_experiment("shortcut", output=again, **options)
+    for run in (again / "runs").iterdir():  # a finished run's files damaged: named, not a traceback
+        (run / "metrics.csv").write_text("")
+    with pytest.raises(ExperimentError, match=r"runs/.*: a finished run's files cannot be read .* remove the folder"):
+        run_experiment("linear-bottleneck", output=again, **options)
 
 
 def test_a_detection_experiment_reads_its_detectors_back_and_times_them(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -13,14 +13,16 @@ class OutputError(ValueError):
     """An output path that cannot be written; the message is one line naming it."""
 
 
-def writable(path: str | Path, *, folder: bool = False) -> Path:
+def writable(path: str | Path, *, folder: bool = False, keeping: Iterable[str | Path] = ()) -> Path:
     """`path` (a file, or with `folder` a folder) checked writable before the work that produces it, creating
     nothing: a probe file is written and removed in its nearest existing folder (the writers make the rest).
-    OutputError names the path and the reason."""
+    OutputError names the path and the reason, also when `path` is one of the inputs in `keeping`."""
     path = Path(path)
     directory = path if folder else path.parent
     if not folder:
         _replaceable(path)
+        if path.exists() and (kept := next((k for k in keeping if Path(k).exists() and path.samefile(k)), None)):
+            raise OutputError(f"{path}: this is the input {kept}; it is kept (give another output)")
     existing = next(p for p in (directory, *directory.parents) if p.exists())
     if not existing.is_dir():
         raise OutputError(f"{path}: cannot write here ({existing} is a file, not a folder)")

@@ -52,18 +52,22 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
             return dict(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{field.name}: invalid value {value!r}") from None
+    if isinstance(value, list | tuple | dict | bool):  # a path or a name: a list's text is no folder's name
+        raise ConfigError(f"{field.name}: invalid value {value!r} (it needs a {kind})")
     return str(value)
 
 
 def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
                    choices: dict[str, tuple[Any, Sequence[str]]],
-                   fractions: dict[str, float | None] | None = None) -> list[str]:
-    """One line per option out of range: not > 0, negative, not one of its allowed values, or (a probability,
-    a decay, None when not set) outside [0, 1)."""
+                   fractions: dict[str, float | None] | None = None,
+                   at_most: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """One line per option out of range: not > 0, negative, not one of its allowed values, (a probability,
+    a decay, None when not set) outside [0, 1), or over its limit (`at_most`: value, limit)."""
     problems = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if not v > 0 or v == math.inf]
     problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if not 0 <= v < math.inf]
     problems += [f"{k}: {v!r} is not one of {', '.join(allowed)}" for k, (v, allowed) in choices.items()
                  if v is not None and v not in allowed]
+    problems += [f"{k}: at most {limit:,}, got {v}" for k, (v, limit) in (at_most or {}).items() if v > limit]
     return problems + [f"{k}: must be in [0, 1), got {v}" for k, v in (fractions or {}).items()
                        if v is not None and not 0 <= v < 1]
 
@@ -90,11 +94,21 @@ def options_dict(options: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error rather than the last one winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [str(self.construct_object(key, deep=deep)).replace("-", "_") for key, _ in node.value]
+        if repeated := next((key for key in keys if keys.count(key) > 1), None):
+            raise yaml.constructor.ConstructorError(None, None, f"{repeated!r} is given twice", node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
     """Read a YAML recipe: a mapping of `kind`'s fields (dashes or underscores)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .._atomic import writable
 from ..data.folder import DataError
 from ..data.transforms import Preprocess, eval_transform
 from ..deploy import Exported, ReportImages, export
@@ -49,6 +50,7 @@ def export_classifier(checkpoint: str | Path, format: str, output: str | Path, *
     the run's training data first."""
     if qat_epochs < 0:
         raise ValueError(f"qat_epochs must be 0 or more, got {qat_epochs}")
+    writable(output, keeping=[checkpoint])
     classifier = load_classifier(checkpoint)
     size = resolution or classifier.preprocess.image_size
     preprocess = classifier.preprocess.at(size)

@@ -58,7 +58,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     if args.save_results:
-        writable(args.save_results)
+        writable(args.save_results, keeping=[model_source(args)])
     if (args.val_json is None) != (args.val_images is None):
         raise CommandError("--val-json and --val-images go together")
     if args.data is not None and args.val_json is not None:
@@ -138,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
         raise CommandError(f"{'--calibration' if args.calibration else '--keep-float'} needs --int8")
     if args.dynamic_batch and args.format == "executorch":
         raise CommandError("--dynamic-batch is not for --format executorch (batch 1)")
-    writable(args.output)
+    writable(args.output, keeping=[args.checkpoint])
     detector = load_detector(args.checkpoint)
     path = export_detector(detector, args.output, format=args.format, dynamic_batch=args.dynamic_batch,
                            int8=args.int8, calibration=args.calibration, keep_float=args.keep_float)

@@ -94,7 +94,8 @@ def normalise(images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
               std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """uint8 [..., 3, H, W] (one image or a batch, plain or tv_tensors) -> float32 scaled to [0, 1], minus `mean`,
     over `std`, as a plain tensor: the last steps of `eval_transform`, as one multiply-add over the converted
-    pixels (half the time of converting, scaling and normalising in turn, which matters to a server's batches)."""
+    pixels (fewer passes over memory than converting, scaling and normalising in turn; a server runs it on whole
+    batches on its model thread)."""
     if images.dtype != torch.uint8:
         raise TypeError(f"normalise takes uint8 pixels, got {images.dtype}")
     scale, shift = _scale_and_shift(tuple(mean), tuple(std))

@@ -67,7 +67,12 @@ class InMemoryImages(Dataset):
     def __init__(self, base: Dataset, description: str, progress: bool = True) -> None:
         n = len(base)  # type: ignore[arg-type]
         first = torch.from_numpy(np.array(base[0][0]))
-        self.images = torch.empty((n, *first.shape), dtype=torch.uint8)
+        try:
+            self.images = torch.empty((n, *first.shape), dtype=torch.uint8)
+        except RuntimeError:  # the allocator refused: say what it was asked for, in a line
+            raise MemoryError(f"{description}: {n:,} images of {first.shape[1]}x{first.shape[0]} px need "
+                              f"{n * first.numel() / 2**30:.1f} GiB of memory, more than this machine gives "
+                              f"(ask for fewer images)") from None
         self.labels = torch.empty(n, dtype=torch.long)
         for i in progress_bar(range(n), description, enabled=progress, unit="image"):
             image, label = base[i]

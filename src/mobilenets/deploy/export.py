@@ -36,8 +36,11 @@ CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_bro
 
 
 def check_suffix(format: str, output: str | Path) -> None:
-    """ValueError naming `output` when its suffix is another format's (`load_exported` goes by the suffix)."""
+    """ValueError naming `output` when its suffix is another format's (`load_exported` goes by the suffix) or a
+    checkpoint's."""
     suffix = Path(output).suffix
+    if suffix == ".safetensors":
+        raise ValueError(f"{output}: a .safetensors name is a checkpoint's, not an export's ({format})")
     if suffix in SUFFIXES.values() and suffix != SUFFIXES.get(format):
         raise ValueError(f"{output}: a {suffix} name for the {format} format (use "
                          f"{SUFFIXES.get(format, 'another suffix')})")

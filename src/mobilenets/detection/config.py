@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import TrainingOptions, network_problems
+from ..engine.config import MAX_SYNTHETIC_IMAGES, TrainingOptions, network_problems
 from ..models import list_models
 from ..recipes import (
     count,
@@ -72,10 +72,11 @@ class DetectConfig(TrainingOptions):
             positive={"neck_channels": self.neck_channels, "head_channels": self.head_channels,
                       "max_detections": self.max_detections, "synthetic_train_size": self.synthetic_train_size,
                       "synthetic_val_size": self.synthetic_val_size},
-            nonnegative={"overfit": self.overfit}, choices={"head_conv": (self.head_conv, HEAD_CONVS)})
-        problems += [f"{key}: at most {MAX_CHANNELS}, got {value}" for key, value in
-                     (("neck_channels", self.neck_channels), ("head_channels", self.head_channels))
-                     if value > MAX_CHANNELS]
+            nonnegative={"overfit": self.overfit}, choices={"head_conv": (self.head_conv, HEAD_CONVS)},
+            at_most={"neck_channels": (self.neck_channels, MAX_CHANNELS),
+                     "head_channels": (self.head_channels, MAX_CHANNELS),
+                     "synthetic_train_size": (self.synthetic_train_size, MAX_SYNTHETIC_IMAGES),
+                     "synthetic_val_size": (self.synthetic_val_size, MAX_SYNTHETIC_IMAGES)})
         if not 0 < self.scale[0] <= self.scale[1]:
             problems.append(f"scale: need 0 < low <= high, got {list(self.scale)}")
         given = [k for k in COCO_FILES if getattr(self, k) is not None]

@@ -21,6 +21,9 @@ from ..recipes import (
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 SCHEDULES = ("cosine", "step")
+MAX_EPOCHS = 100_000  # beyond this a run is a typo, not a plan
+# the built-in data sets' sizes: the classification set is held in memory (12 KB an image at 64 px)
+MAX_SYNTHETIC_IMAGES = 1_000_000
 # options that may change between an interrupted run and its resumption without changing the result
 RESUMABLE_CHANGES = frozenset({"resume", "exist_ok", "workers", "output", "device"})
 
@@ -65,7 +68,8 @@ class TrainingOptions:
             nonnegative={"warmup_epochs": self.warmup_epochs, "weight_decay": self.weight_decay,
                          "workers": self.workers or 0, "seed": self.seed},
             choices={"optimizer": (self.optimizer, OPTIMIZERS), "schedule": (self.schedule, SCHEDULES)},
-            fractions={"momentum": self.momentum, "rmsprop_alpha": self.rmsprop_alpha, "ema_decay": self.ema_decay}
+            fractions={"momentum": self.momentum, "rmsprop_alpha": self.rmsprop_alpha, "ema_decay": self.ema_decay},
+            at_most={"epochs": (self.epochs, MAX_EPOCHS)}
         ) + device_problems(self.device) + ([] if str(self.output).strip() else
                                             ["output: an empty path (give '.' for this folder)"])
 

@@ -33,6 +33,7 @@ from .report import RunResult, write_report
 log = logging.getLogger(__name__)
 
 LATENCY_RUNS = 40
+MAX_SEEDS = 100  # runs per variant; the papers' claims show with 3 to 5
 _EPOCH_FIELDS = ("epoch", "lr", "seconds", "images_per_second")  # metrics.csv columns that describe the epoch
 
 
@@ -65,6 +66,8 @@ def plan(name: str, *, seeds: int = 3, epochs: int | None = None, quick: bool = 
         raise ExperimentError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if seeds < 1 or (epochs is not None and epochs < 1):
         raise ExperimentError(f"--seeds and --epochs must be at least 1, got {seeds} and {epochs}")
+    if seeds > MAX_SEEDS:
+        raise ExperimentError(f"--seeds: at most {MAX_SEEDS}, got {seeds}")
     experiment = EXPERIMENTS[name]
     shared = {**experiment.base, **(QUICK[experiment.task] if quick else {})}
     if epochs is not None:
@@ -120,7 +123,7 @@ def _claim_folder(todo: Plan) -> bool:
     wanted = {"experiment": todo.experiment.name, "shared": todo.shared}
     record = todo.output / "plan.json"
     if record.is_file():
-        found = json.loads(record.read_text())
+        found = _recorded_plan(record)
         if found != json.loads(json.dumps(wanted)):
             differ = sorted(k for k in {*found.get("shared", {}), *todo.shared}
                             if found.get("shared", {}).get(k) != todo.shared.get(k))
@@ -135,6 +138,17 @@ def _claim_folder(todo: Plan) -> bool:
         raise ExperimentError(f"{todo.output}: cannot create the output folder ({e.strerror})") from None
     write_text(record, json.dumps(wanted, indent=2))
     return True
+
+
+def _recorded_plan(record: Path) -> dict[str, Any]:
+    """A plan.json as `_claim_folder` wrote it, or ExperimentError naming the file."""
+    try:
+        found = json.loads(record.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExperimentError(f"{record}: not a plan this command wrote ({e})") from None
+    if not isinstance(found, dict) or not isinstance(found.get("shared"), dict):
+        raise ExperimentError(f"{record}: not a plan this command wrote (an object with experiment and shared)")
+    return found
 
 
 def train_options(todo: Plan, variant: Variant, seed: int) -> dict[str, Any]:
@@ -185,13 +199,18 @@ def _train(task: str, options: dict[str, Any]) -> None:
 
 def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult:
     """A finished run's last-epoch metrics, its seconds, and its network's parameters and MAdds."""
-    summary = json.loads((folder / "summary.json").read_text())
-    with open(folder / "metrics.csv", newline="") as file:
-        last = list(csv.DictReader(file))[-1]
-    image_size = int(yaml.safe_load((folder / "config.yaml").read_text())["image_size"])
+    try:
+        seconds = float(json.loads((folder / "summary.json").read_text())["seconds"])
+        with open(folder / "metrics.csv", newline="") as file:
+            last = list(csv.DictReader(file))[-1]
+        image_size = int(yaml.safe_load((folder / "config.yaml").read_text())["image_size"])
+        metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k not in _EPOCH_FIELDS}
+    except (OSError, ValueError, LookupError, TypeError, yaml.YAMLError) as e:
+        reason = f"{Path(e.filename).name}: {e.strerror}" if isinstance(e, OSError) and e.filename else repr(e)
+        raise ExperimentError(f"{folder}: a finished run's files cannot be read ({reason}); remove the folder to "
+                              f"train the run again") from None
     cost = profile(_entry_points(task).network(folder / "best.safetensors"), image_size)
-    metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k not in _EPOCH_FIELDS}
-    return RunResult(variant.label, seed, metrics, cost.params, cost.madds, float(summary["seconds"]))
+    return RunResult(variant.label, seed, metrics, cost.params, cost.madds, seconds)
 
 
 def installed_backends(backends: Sequence[str]) -> list[str]:
