@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from mobilenets.cli import main
+from mobilenets.data.synthetic import SHAPE_CLASSES
 
 
 @dataclass
@@ -201,9 +202,9 @@ def _onnx_with(folder: Path, *, classes: int = 3, outputs: int = 3, size: int = 
     return export(model, "onnx", folder / "m.onnx", resolution=size, metadata=meta).path
 
 
-def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None, **meta: object) -> Path:
-    """The shared detector exported to ONNX, its metadata cut to its first `classes` classes if given, with
-    `meta`'s entries (e.g. a train_config)."""
+def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None, names: object = None, **meta: object) -> Path:
+    """The shared detector exported to ONNX, its metadata cut to its first `classes` classes if given, every class
+    named `names` if given, with `meta`'s entries (e.g. a train_config)."""
     from dataclasses import replace
 
     from mobilenets.detection.checkpoint import load_detector
@@ -212,6 +213,8 @@ def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None, **meta:
     detector = load_detector(runs.detector / "best.safetensors")
     if classes is not None:
         detector = replace(detector, classes=detector.classes[:classes], category_ids=detector.category_ids[:classes])
+    if names is not None:
+        detector = replace(detector, classes=[names] * len(detector.classes))
     return export_detector(replace(detector, meta={**detector.meta, **meta}), folder / "d.onnx")
 
 
@@ -274,7 +277,7 @@ CASES: dict[str, Case] = {
                                "wings"),
     "config missing": Case(lambda f, r: ["train", "--config", str(f / "none.yaml")], "none.yaml"),
     "detect neck too wide": Case(lambda f, r: ["detect", "train", "--neck-channels", "100000", "--output",
-                                                str(f / "run")], "neck_channels: at most 4096, got 100000"),
+                                                str(f / "run")], "neck_channels: at most 4,096, got 100000"),
     "detect width too large": Case(lambda f, r: ["detect", "train", "--width", "50", "--output", str(f / "run")],
                                    "width: must be in (0, 4], got 50"),
     # data folders: a line naming the folder; unusable files are skipped and counted, not fatal unless none is left
@@ -323,6 +326,12 @@ CASES: dict[str, Case] = {
                                            "positive; got mean='x'"),
     "preprocessing std NaN": Case(_metadata(preprocess={"image_size": 32, "resize": 36, "mean": [0, 0, 0],
                                                         "std": [float("nan")] * 3}), "got mean=[0, 0, 0], std=[nan"),
+    "preprocessing resize absurd": Case(_metadata(preprocess={"image_size": 32, "resize": 10**6, "mean": [0, 0, 0],
+                                                              "std": [1, 1, 1]}),
+                                        "bad.safetensors: need 1 <= image_size <= resize <= 8192, got image_size=32, "
+                                        "resize=1000000"),
+    "class names not text": Case(_metadata(classes=[None] * len(SHAPE_CLASSES)),
+                                 "bad.safetensors: its class names must be text, got None"),
     "fewer class names than outputs": Case(_metadata(classes=["a"]), "bad.safetensors: 1 class name, but its "
                                                                      "network has "),
     "detector evaluated as classifier": Case(lambda f, r: ["eval", "--checkpoint", str(r.detector_file())],
@@ -346,6 +355,16 @@ CASES: dict[str, Case] = {
     "run folder in use": Case(_held_run_folder, "{folder}/run: another run"),
     # COCO files: a line naming the file
     "COCO not JSON": Case(_coco_eval(lambda c: c.clear()), "annotations.json: no 'images' / 'annotations'"),
+    "COCO crowd flag as text": Case(_coco_eval(lambda c: c["annotations"][0].update(iscrowd="yes")),
+                                    "annotations.json: annotation 1: iscrowd must be 0 or 1, got 'yes'"),
+    "COCO no categories": Case(_coco_eval(lambda c: (c["categories"].clear(), c["annotations"].clear())),
+                               "annotations.json: no categories (a detector needs at least one class)"),
+    "COCO category name a number": Case(_coco_eval(lambda c: c["categories"][0].update(name=5)),
+                                        "annotations.json: category name 5 is not a name"),
+    "COCO category name null": Case(_coco_eval(lambda c: c["categories"][0].update(name=None)),
+                                    "annotations.json: category name None is not a name"),
+    "COCO category name twice": Case(_coco_eval(lambda c: c["categories"].append({"id": 2, "name": "thing"})),
+                                     "annotations.json: category name 'thing' appears more than once"),
     "COCO string category id": Case(_coco_eval(lambda c: c["categories"][0].update(id="1")),
                                     "annotations.json: category id '1' is not an integer from 0 to 2^53 - 1"),
     "COCO category id too large": Case(_coco_eval(lambda c: c["categories"][0].update(id=10**30)),
@@ -416,6 +435,9 @@ CASES: dict[str, Case] = {
                                                          "--format", "executorch", "--int8", "--keep-float",
                                                          "classifier", "--output", str(f / "d.pte")],
                                            "keep_float: a detector has no classifier"),
+    "exported detector: class names not text": Case(
+        lambda f, r: ["detect", "eval", "--model", str(_detector_onnx(f, r, names=5))],
+        "d.onnx: its class names or category ids are not lists of names and integers"),
     "exported detector: train_config not an object": Case(
         lambda f, r: ["detect", "eval", "--model", str(_detector_onnx(f, r, train_config=[1]))],
         "d.onnx: its train_config is not a JSON object"),
@@ -476,6 +498,10 @@ CASES: dict[str, Case] = {
                                "--batch: must be an integer from 1 to 1024, got '100000'"),
     "bench threads 100000": Case(lambda f, r: ["bench", "--models", "mobilenet_v3_small", "--threads", "100000"],
                                  "--threads: must be an integer from 1 to"),
+    "bench runs absurd": Case(lambda f, r: ["bench", "--runs", str(10**14)],
+                              "--runs: must be an integer from 1 to 1000000, got '100000000000000'"),
+    "serve an empty web origin": Case(lambda f, r: ["serve", "--checkpoint", str(r.classifier_file()), "--cors", ""],
+                                      "--cors: must be a web origin such as https://example.com (or *), got ''"),
     "bench without models": Case(lambda f, r: ["bench", "--models", ","], "--models: no model given"),
     "bench model twice": Case(lambda f, r: ["bench", "--models", "mobilenet_v3_small,mobilenet_v3_small"],
                               "--models: model 'mobilenet_v3_small' given twice"),

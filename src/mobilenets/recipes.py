@@ -99,7 +99,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         keys = [str(self.construct_object(key, deep=deep)).replace("-", "_") for key, _ in node.value]
-        if repeated := next((key for key in keys if keys.count(key) > 1), None):
+        if len(set(keys)) < len(keys):
+            repeated = next(key for position, key in enumerate(keys) if key in keys[:position])
             raise yaml.constructor.ConstructorError(None, None, f"{repeated!r} is given twice", node.start_mark)
         return super().construct_mapping(node, deep)
 

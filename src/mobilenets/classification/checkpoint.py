@@ -72,6 +72,9 @@ def _classifier_from(path: Path, network: MobileNet | ExportedNetwork, num_outpu
         named = (counted(len(classes), "class name") if isinstance(classes, list)
                  else f"class names {classes!r}")
         raise WeightsError(f"{path}: {named}, but its network has {num_outputs} outputs")
+    if not all(isinstance(c, str) for c in classes):
+        raise WeightsError(f"{path}: its class names must be text, got "
+                           f"{next(c for c in classes if not isinstance(c, str))!r}")
     if input_size and None not in input_size and input_size != (preprocess.image_size,) * 2:
         raise WeightsError(f"{path}: its preprocessing crops {preprocess.image_size} px, but its network takes "
                            f"{'x'.join(map(str, input_size))}")

@@ -12,9 +12,10 @@ from .._atomic import writable
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..extras import MissingExtra
 from ..models import list_models
-from ..recipes import integer_at_least, path_text, positive_int, resolution
+from ..recipes import integer_at_least, path_text, resolution
 from . import CommandError
 
+MAX_RUNS = 1_000_000  # timed runs a measurement takes; beyond this a typo (minutes at the largest models already)
 MAX_BATCH = 1024  # an input batch beyond this is a typo: 1024 x 3 x 224 x 224 floats are already 600 MB
 
 
@@ -60,8 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_batches, default=[1], metavar="N,N")
     p.add_argument("--resolution", type=resolution, default=224, metavar="R")
     p.add_argument("--threads", type=_threads, metavar="N", help="CPU threads (default: PyTorch's)")
-    p.add_argument("--runs", type=positive_int, default=30, metavar="N", help="timed runs per measurement")
-    p.add_argument("--rounds", type=positive_int, default=5, metavar="N",
+    p.add_argument("--runs", type=integer_at_least(1, MAX_RUNS), default=30, metavar="N",
+                   help="timed runs per measurement")
+    p.add_argument("--rounds", type=integer_at_least(1, MAX_RUNS), default=5, metavar="N",
                    help="interleaved rounds the runs are split into (backends take turns in each)")
     p.add_argument("--output", type=path_text, default="bench", metavar="DIR")
     p.add_argument("--json", action="store_true",

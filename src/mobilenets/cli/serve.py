@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "Ctrl-C: stop accepting, answer the requests in flight, exit.")
     add_model_source(p, "classifier or detector")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=integer_at_least(0, 65535), default=8000)
+    p.add_argument("--port", type=integer_at_least(1, 65535), default=8000)  # 0 would serve where no one knows
     p.add_argument("--max-batch-size", type=integer_at_least(1, 1024), default=16, metavar="N",
                    help="images per model run at most (16; 1 turns batching off)")
     p.add_argument("--max-delay-ms", type=number_in(0, 1000, low_open=False), default=5.0, metavar="MS",
@@ -38,8 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="largest upload (20)")
     p.add_argument("--max-pixels", type=integer_at_least(1), default=40_000_000, metavar="N",
                    help="largest image, read from its header before decoding (40,000,000)")
-    p.add_argument("--cors", nargs="+", default=(), metavar="ORIGIN", help="web origins allowed to call it "
-                                                                           "(default: none)")
+    p.add_argument("--cors", nargs="+", type=_origin, default=(), metavar="ORIGIN",
+                   help="web origins allowed to call it (default: none)")
     p.add_argument("--top-k", type=integer_at_least(1), default=5, metavar="K", help="classes per answer (5)")
     p.add_argument("--threshold", type=number_in(0, 1, low_open=False), default=SCORE_THRESHOLD, metavar="S",
                    help=f"detector: lowest score kept ({SCORE_THRESHOLD})")
@@ -75,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {model_source(args)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=30, log_level="warning")
     return 0
+
+
+def _origin(text: str) -> str:
+    """argparse type for --cors: a web origin (scheme://host[:port]) or *, as browsers send them."""
+    if text != "*" and ("://" not in text or any(c.isspace() for c in text) or text.endswith("/")):
+        raise argparse.ArgumentTypeError(f"must be a web origin such as https://example.com (or *), got {text!r}")
+    return text
 
 
 def _require_free_port(host: str, port: int) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
+from ..recipes import MAX_RESOLUTION
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 AUTO_AUGMENT_POLICIES = ("autoaugment", "randaugment")
@@ -40,9 +42,9 @@ class Preprocess:
                              f"std={self.std!r}")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        if self.image_size < 1 or self.resize < self.image_size:
-            raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, "
-                             f"resize={self.resize}")
+        if not 1 <= self.image_size <= self.resize <= 2 * MAX_RESOLUTION:
+            raise ValueError(f"need 1 <= image_size <= resize <= {2 * MAX_RESOLUTION}, got "
+                             f"image_size={self.image_size}, resize={self.resize}")
         _interpolation_mode(self.interpolation)
 
     def to_dict(self) -> dict[str, Any]:

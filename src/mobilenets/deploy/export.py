@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from .._atomic import atomic_path
 from .runtime import EXPORTED_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript", "pt2", "executorch")  # export_graph writes the first three; executorch.py the last
 OPSET = 18
@@ -168,9 +172,12 @@ def export_graph(model: nn.Module, format: str, output: str | Path, *, resolutio
         if format == "onnx":
             _onnx(folded, example, output, dynamic_batch, meta, output_names or ["logits"])
         elif format == "torchscript":
-            scripted = torch.jit.freeze(torch.jit.script(folded))
-            with atomic_path(output) as tmp:
-                torch.jit.save(scripted, str(tmp), _extra_files={k: v.encode() for k, v in meta.items()})
+            log.warning("TorchScript is deprecated in PyTorch; torch.export's pt2 format (--format pt2) succeeds it")
+            with warnings.catch_warnings():  # the line above instead of torch's three, one per jit call
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+                scripted = torch.jit.freeze(torch.jit.script(folded))
+                with atomic_path(output) as tmp:
+                    torch.jit.save(scripted, str(tmp), _extra_files={k: v.encode() for k, v in meta.items()})
         else:
             batch = torch.export.Dim("batch", min=1, max=1024) if dynamic_batch else None
             program = torch.export.export(folded, (example,), dynamic_shapes=({0: batch},) if batch else None)

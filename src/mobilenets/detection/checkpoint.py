@@ -69,11 +69,11 @@ def _detector_from(path: Path, network: CenterNet | ExportedNetwork, heatmap_cha
         raise WeightsError(f"{path}: its image_size must be a positive integer, got {size!r}")
     if input_size and None not in input_size and input_size != (size, size):
         raise WeightsError(f"{path}: its image_size ({size}) is not its input's ({'x'.join(map(str, input_size))})")
-    try:
-        classes, category_ids = [str(c) for c in meta["classes"]], [int(i) for i in meta["category_ids"]]
-    except (TypeError, ValueError, KeyError):
-        raise WeightsError(f"{path}: its class names or category ids are not lists of names and integers") from None
-    if isinstance(meta["classes"], str) or len(classes) != len(category_ids) or \
+    classes, category_ids = meta.get("classes"), meta.get("category_ids")
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes) and isinstance(category_ids, list)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in category_ids)):
+        raise WeightsError(f"{path}: its class names or category ids are not lists of names and integers")
+    if len(classes) != len(category_ids) or \
             (heatmap_channels is not None and len(classes) != heatmap_channels):
         raise WeightsError(f"{path}: {counted(len(classes), 'class name')} and "
                            f"{counted(len(category_ids), 'category id')}, but its network has "

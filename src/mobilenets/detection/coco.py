@@ -104,6 +104,8 @@ class CocoDetection(Dataset):
             if annotation["category_id"] not in known_categories:
                 raise DataError(f"{where} refers to category id {annotation['category_id']}, which is not in "
                                 f"'categories'")
+            if annotation.get("iscrowd", 0) not in (0, 1) or isinstance(annotation.get("iscrowd"), float):
+                raise DataError(f"{where}: iscrowd must be 0 or 1, got {annotation['iscrowd']!r}")
             bbox = _clip(annotation["bbox"], sizes[annotation["image_id"]], where)
             if bbox[2] > 0 and bbox[3] > 0:
                 clipped.append({"area": bbox[2] * bbox[3], "iscrowd": 0, **annotation, "bbox": bbox})
@@ -129,6 +131,15 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: no {' / '.join(repr(k) for k in missing)} list (a COCO annotation file has "
                         f"{', '.join(_REQUIRED_KEYS)})")
     _check_entries(path, "category", data["categories"], ("id", "name"))
+    if not data["categories"]:
+        raise DataError(f"{path}: no categories (a detector needs at least one class)")
+    names = [category["name"] for category in data["categories"]]
+    if not all(isinstance(name, str) and name.strip() for name in names):
+        bad = next(name for name in names if not (isinstance(name, str) and name.strip()))
+        raise DataError(f"{path}: category name {bad!r} is not a name")
+    if len(set(names)) < len(names):
+        repeated = next(name for position, name in enumerate(names) if name in names[:position])
+        raise DataError(f"{path}: category name {repeated!r} appears more than once")
     _check_entries(path, "image", data["images"], _IMAGE_FIELDS)
     for image in data["images"]:
         if not isinstance(image["file_name"], str) or not image["file_name"]:
