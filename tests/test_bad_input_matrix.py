@@ -245,20 +245,20 @@ CASES: dict[str, Case] = {
     "validation fraction 1.5": Case(_train("--val-split", "1.5"), "val_split: must be between 0 and 1, got 1.5"),
     "validation fraction without data": Case(_train("--val-split", "0.2"), "val_split: splits a --data folder; the "
                                                                            "built-in data has its own validation"),
-    "epochs absurd": Case(_train("--epochs", str(10**20)), "epochs: at most 100,000, got 100000000000000000000"),
+    "epochs absurd": Case(_train("--epochs", str(10**20)), "epochs: at most 100000, got 100000000000000000000"),
     "built-in set absurd": Case(_train("--synthetic-train-size", str(10**10)),
-                                "synthetic_train_size: at most 1,000,000, got 10000000000"),
+                                "synthetic_train_size: at most 1000000, got 10000000000"),
     "built-in detection set absurd": Case(lambda f, r: ["detect", "train", "--synthetic-val-size", str(10**14),
                                                         "--output", str(f / "run")],
-                                          "synthetic_val_size: at most 1,000,000, got 100000000000000"),
+                                          "synthetic_val_size: at most 1000000, got 100000000000000"),
     "built-in set over the memory": Case(_train("--synthetic-train-size", "1000000", "--image-size", "2048"),
                                          "drawing training shapes: 1,000,000 images of 2048x2048 px need 11718.8 GiB "
-                                         "of memory", status=1),
+                                         "of memory, more than this machine has", status=1),
     "recipe key given twice": Case(lambda f, r: ["train", "--config",
                                                  str(_text(f / "r.yaml", "epochs: 1\nepochs: 2\n"))],
                                    "{folder}/r.yaml: not valid YAML ('epochs' is given twice)"),
     "recipe output a list": Case(lambda f, r: ["train", "--config", str(_text(f / "r.yaml", "output: [a]\n"))],
-                                 "{folder}/r.yaml: output: invalid value ['a'] (it needs a str)"),
+                                 "{folder}/r.yaml: output: invalid value ['a'] (it needs a path or a name)"),
     "experiment seeds absurd": Case(lambda f, r: ["experiment", "se", "--seeds", str(10**11), "--output", str(f / "x")],
                                     "--seeds: at most 100, got 100000000000"),
     "seed negative": Case(_train("--seed", "-1"), "seed: must be >= 0, got -1"),
@@ -277,7 +277,7 @@ CASES: dict[str, Case] = {
                                "wings"),
     "config missing": Case(lambda f, r: ["train", "--config", str(f / "none.yaml")], "none.yaml"),
     "detect neck too wide": Case(lambda f, r: ["detect", "train", "--neck-channels", "100000", "--output",
-                                                str(f / "run")], "neck_channels: at most 4,096, got 100000"),
+                                                str(f / "run")], "neck_channels: at most 4096, got 100000"),
     "detect width too large": Case(lambda f, r: ["detect", "train", "--width", "50", "--output", str(f / "run")],
                                    "width: must be in (0, 4], got 50"),
     # data folders: a line naming the folder; unusable files are skipped and counted, not fatal unless none is left
@@ -363,8 +363,6 @@ CASES: dict[str, Case] = {
                                         "annotations.json: category name 5 is not a name"),
     "COCO category name null": Case(_coco_eval(lambda c: c["categories"][0].update(name=None)),
                                     "annotations.json: category name None is not a name"),
-    "COCO category name twice": Case(_coco_eval(lambda c: c["categories"].append({"id": 2, "name": "thing"})),
-                                     "annotations.json: category name 'thing' appears more than once"),
     "COCO string category id": Case(_coco_eval(lambda c: c["categories"][0].update(id="1")),
                                     "annotations.json: category id '1' is not an integer from 0 to 2^53 - 1"),
     "COCO category id too large": Case(_coco_eval(lambda c: c["categories"][0].update(id=10**30)),
@@ -420,14 +418,14 @@ CASES: dict[str, Case] = {
                                                      "--format", "onnx", "--output", str(c)],
                                        "classifier-best.safetensors: this is the input"),
     "export to a checkpoint's name": Case(_export(output="m.safetensors"), "{folder}/m.safetensors: a .safetensors "
-                                                                           "name is a checkpoint's, not an export's "
-                                                                           "(onnx)"),
+                                                                           "name is a checkpoint's, not a name for "
+                                                                           "the onnx format"),
     "torchscript export onto its last.pt": Case(lambda f, r: ["export", "--checkpoint", str(c := r.classifier_file(
         "last.pt")), "--format", "torchscript", "--output", str(c)], "{folder}/classifier-last.pt: this is the input "
                                                                       "{folder}/classifier-last.pt; it is kept"),
-    "detector export onto its checkpoint": Case(lambda f, r: ["detect", "export", "--checkpoint",
-                                                              str(d := r.detector_file()), "--output", str(d)],
-                                                "detector-best.safetensors: this is the input"),
+    "detector export onto its last.pt": Case(lambda f, r: ["detect", "export", "--checkpoint",
+                                                           str(d := r.detector_file("last.pt")), "--output", str(d)],
+                                             "detector-last.pt: this is the input"),
     "detection results onto the model": Case(lambda f, r: ["detect", "eval", "--checkpoint",
                                                            str(d := r.detector_file()), "--save-results", str(d)],
                                              "detector-best.safetensors: this is the input"),

@@ -192,3 +192,16 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
     with pytest.raises(ValueError, match="no model today"):  # a folder with a run is kept as it was
         fit(Broken(), toy_config(tmp_path, exist_ok=True), progress=False)
     assert {p.name for p in (tmp_path / "toy").iterdir()} >= {"last.pt", "best.safetensors", "metrics.csv"}
+
+
+def test_a_recipe_key_given_twice_is_refused_but_yaml_merge_keys_load(tmp_path):
+    from mobilenets.recipes import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("<<: {epochs: 1, lr: 0.05}\nlr: 0.1\n")
+    assert load_recipe(recipe, TrainConfig) == {"epochs": 1, "lr": 0.1}
+    for text, repeated in [("epochs: 1\nepochs: 2\n", "'epochs' is given twice"),
+                           ("warmup-epochs: 1\nwarmup_epochs: 2\n", r"'warmup_epochs' is given twice \(with dashes")]:
+        recipe.write_text(text)
+        with pytest.raises(ConfigError, match=repeated):
+            load_recipe(recipe, TrainConfig)

@@ -189,7 +189,8 @@ def test_an_interrupted_experiment_continues_to_the_same_results(tmp_path, monke
         run_experiment("shortcut", output=again, **options)
     for run in (again / "runs").iterdir():  # a finished run's files damaged: named, not a traceback
         (run / "metrics.csv").write_text("")
-    with pytest.raises(ExperimentError, match=r"runs/.*: a finished run's files cannot be read .* remove the folder"):
+    with pytest.raises(ExperimentError, match=r"runs/.*/metrics\.csv: a finished run's file cannot be read "
+                                              r"\(ValueError: no epoch in it\); remove .* to train the run again"):
         run_experiment("linear-bottleneck", output=again, **options)
 
 

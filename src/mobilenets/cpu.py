@@ -1,5 +1,6 @@
 """The CPU this process runs on: model, architecture and the instruction sets that decide which kernels PyTorch,
-oneDNN and onnxruntime run, so that benchmarks say where they were measured and int8 export can choose its weights.
+oneDNN and onnxruntime run, so that benchmarks say where they were measured and int8 export can choose its weights;
+and the cores and memory the process may use.
 
 Read from /proc/cpuinfo on Linux; elsewhere only the `platform` module's model and architecture are known (no
 instruction sets). PyTorch's own dispatch level and the `ONEDNN_MAX_CPU_ISA` cap (which changes oneDNN's kernels,
@@ -124,3 +125,11 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def memory_bytes() -> float:
+    """The machine's physical memory in bytes, or infinity where the OS does not say (then nothing is refused)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or not these names
+        return float("inf")

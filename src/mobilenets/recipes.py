@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ._words import first_repeated
+
 Options = TypeVar("Options")
 
 
@@ -53,7 +55,7 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{field.name}: invalid value {value!r}") from None
     if isinstance(value, list | tuple | dict | bool):  # a path or a name: a list's text is no folder's name
-        raise ConfigError(f"{field.name}: invalid value {value!r} (it needs a {kind})")
+        raise ConfigError(f"{field.name}: invalid value {value!r} (it needs a path or a name)")
     return str(value)
 
 
@@ -67,7 +69,7 @@ def range_problems(*, positive: dict[str, float], nonnegative: dict[str, float],
     problems += [f"{k}: must be >= 0, got {v}" for k, v in nonnegative.items() if not 0 <= v < math.inf]
     problems += [f"{k}: {v!r} is not one of {', '.join(allowed)}" for k, (v, allowed) in choices.items()
                  if v is not None and v not in allowed]
-    problems += [f"{k}: at most {limit:,}, got {v}" for k, (v, limit) in (at_most or {}).items() if v > limit]
+    problems += [f"{k}: at most {limit}, got {v}" for k, (v, limit) in (at_most or {}).items() if v > limit]
     return problems + [f"{k}: must be in [0, 1), got {v}" for k, v in (fractions or {}).items()
                        if v is not None and not 0 <= v < 1]
 
@@ -98,10 +100,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, but a key given twice in one mapping is an error rather than the last one winning."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [str(self.construct_object(key, deep=deep)).replace("-", "_") for key, _ in node.value]
-        if len(set(keys)) < len(keys):
-            repeated = next(key for position, key in enumerate(keys) if key in keys[:position])
-            raise yaml.constructor.ConstructorError(None, None, f"{repeated!r} is given twice", node.start_mark)
+        keys = [(key.tag, key.value) for key, _ in node.value
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"]
+        if repeated := first_repeated(keys):
+            raise yaml.constructor.ConstructorError(None, None, f"{repeated[1]!r} is given twice", node.start_mark)
         return super().construct_mapping(node, deep)
 
 
@@ -123,6 +125,9 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of options, got {type(raw).__name__}")
     values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    if len(values) < len(raw):
+        repeated = first_repeated([str(k).replace("-", "_") for k in raw])
+        raise ConfigError(f"{path}: {repeated!r} is given twice (with dashes and with underscores)")
     if unknown := sorted(set(values) - {f.name for f in dataclasses.fields(kind)}):
         raise ConfigError(f"{path}: unknown option {unknown[0]!r}")
     return values

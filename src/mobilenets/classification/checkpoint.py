@@ -79,7 +79,7 @@ def _classifier_from(path: Path, network: MobileNet | ExportedNetwork, num_outpu
         raise WeightsError(f"{path}: its preprocessing crops {preprocess.image_size} px, but its network takes "
                            f"{'x'.join(map(str, input_size))}")
     checked_train_config(path, meta.get("train_config", {}))
-    return Classifier(network, [str(c) for c in classes], preprocess, dict(meta), path)
+    return Classifier(network, list(classes), preprocess, dict(meta), path)
 
 
 def recorded_training(classifier: Classifier) -> TrainConfig:

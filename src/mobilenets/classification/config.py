@@ -70,9 +70,6 @@ class TrainConfig(TrainingOptions):
             problems.append(f"crop_scale: need 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if self.val_split is not None and not 0 < self.val_split < 1:
             problems.append(f"val_split: must be between 0 and 1, got {self.val_split}")
-        if self.val_split is not None and self.data is None:
-            problems.append("val_split: splits a --data folder; the built-in data has its own validation set "
-                            "(give --data DIR, or leave --val-split out)")
         return problems + path_problems(folders={"data": self.data})
 
 

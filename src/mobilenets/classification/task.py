@@ -12,6 +12,7 @@ from torch import nn
 from ..engine import Task, TaskData, TrainResult, fit
 from ..factory import pretrained_model
 from ..models import MobileNet, build_model
+from ..recipes import ConfigError
 from ..weights.convert import Checkpoint
 from ..weights.io import require_architecture
 from ..weights.registry import open_weights
@@ -56,6 +57,10 @@ class ClassificationTask(Task):
     score_label = "validation accuracy"
 
     def check_inputs(self, config: TrainConfig) -> None:
+        # a new run's check only: files trained before it was made record a val_split with the built-in data
+        if config.val_split is not None and config.data is None:
+            raise ConfigError("val_split: splits a --data folder; the built-in data has its own validation set "
+                              "(give --data DIR, or leave --val-split out)")
         if config.pretrained is not None:
             _pretrained_weights(config)
 

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print("mobilenets: interrupted", file=sys.stderr)
         return 130
     except MemoryError as exc:  # more than this machine gives (a data set held in memory, say)
-        print(f"mobilenets: error: {exc or 'out of memory'}", file=sys.stderr)
+        print(f"mobilenets: error: {str(exc) or 'out of memory'}", file=sys.stderr)
         return 1
     except OSError as exc:  # the file system refused (a full disk, a permission); a line, not a traceback
         print(f"mobilenets: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",

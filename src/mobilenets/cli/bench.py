@@ -9,13 +9,14 @@ from pathlib import Path
 
 from .. import cpu
 from .._atomic import writable
+from .._words import first_repeated
 from ..deploy.bench import BACKENDS, benchmark, write_reports
 from ..extras import MissingExtra
 from ..models import list_models
 from ..recipes import integer_at_least, path_text, resolution
 from . import CommandError
 
-MAX_RUNS = 1_000_000  # timed runs a measurement takes; beyond this a typo (minutes at the largest models already)
+MAX_RUNS = 1_000_000  # timed runs (or rounds) of a measurement: beyond this a typo
 MAX_BATCH = 1024  # an input batch beyond this is a typo: 1024 x 3 x 224 x 224 floats are already 600 MB
 
 
@@ -32,7 +33,7 @@ def _distinct(values: list, what: str) -> list:
     if not values:
         raise argparse.ArgumentTypeError(f"no {what} given")
     if len(set(values)) < len(values):
-        twice = next(v for v in values if values.count(v) > 1)
+        twice = first_repeated(values)
         raise argparse.ArgumentTypeError(f"{what} {twice!r} given twice")
     return values
 

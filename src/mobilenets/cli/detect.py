@@ -138,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
         raise CommandError(f"{'--calibration' if args.calibration else '--keep-float'} needs --int8")
     if args.dynamic_batch and args.format == "executorch":
         raise CommandError("--dynamic-batch is not for --format executorch (batch 1)")
-    writable(args.output, keeping=[args.checkpoint])
+    writable(args.output)
     detector = load_detector(args.checkpoint)
     path = export_detector(detector, args.output, format=args.format, dynamic_batch=args.dynamic_batch,
                            int8=args.int8, calibration=args.calibration, keep_float=args.keep_float)

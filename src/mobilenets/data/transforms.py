@@ -18,6 +18,7 @@ from ..recipes import MAX_RESOLUTION
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_RESIZE = 2 * MAX_RESOLUTION  # the shorter side before the crop: room for a small crop of a large input
 AUTO_AUGMENT_POLICIES = ("autoaugment", "randaugment")
 INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")  # the modes torchvision supports on tensors
 
@@ -42,8 +43,8 @@ class Preprocess:
                              f"std={self.std!r}")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        if not 1 <= self.image_size <= self.resize <= 2 * MAX_RESOLUTION:
-            raise ValueError(f"need 1 <= image_size <= resize <= {2 * MAX_RESOLUTION}, got "
+        if not 1 <= self.image_size <= self.resize <= MAX_RESIZE:
+            raise ValueError(f"need 1 <= image_size <= resize <= {MAX_RESIZE}, got "
                              f"image_size={self.image_size}, resize={self.resize}")
         _interpolation_mode(self.interpolation)
 
@@ -95,9 +96,8 @@ def eval_resize_crop(p: Preprocess) -> v2.Compose:
 def normalise(images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
               std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """uint8 [..., 3, H, W] (one image or a batch, plain or tv_tensors) -> float32 scaled to [0, 1], minus `mean`,
-    over `std`, as a plain tensor: the last steps of `eval_transform`, as one multiply-add over the converted
-    pixels (fewer passes over memory than converting, scaling and normalising in turn; a server runs it on whole
-    batches on its model thread)."""
+    over `std`, as a plain tensor: the last steps of `eval_transform`, computed as one multiply-add per channel
+    over the converted pixels."""
     if images.dtype != torch.uint8:
         raise TypeError(f"normalise takes uint8 pixels, got {images.dtype}")
     scale, shift = _scale_and_shift(tuple(mean), tuple(std))

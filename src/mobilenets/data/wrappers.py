@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import cpu
 from ..progress import progress_bar
 
 
@@ -67,12 +68,11 @@ class InMemoryImages(Dataset):
     def __init__(self, base: Dataset, description: str, progress: bool = True) -> None:
         n = len(base)  # type: ignore[arg-type]
         first = torch.from_numpy(np.array(base[0][0]))
-        try:
-            self.images = torch.empty((n, *first.shape), dtype=torch.uint8)
-        except RuntimeError:  # the allocator refused: say what it was asked for, in a line
+        need = n * first.numel()
+        if need > cpu.memory_bytes():  # refused before the allocator (which may overcommit) or the drawing
             raise MemoryError(f"{description}: {n:,} images of {first.shape[1]}x{first.shape[0]} px need "
-                              f"{n * first.numel() / 2**30:.1f} GiB of memory, more than this machine gives "
-                              f"(ask for fewer images)") from None
+                              f"{need / 2**30:.1f} GiB of memory, more than this machine has (ask for fewer images)")
+        self.images = torch.empty((n, *first.shape), dtype=torch.uint8)
         self.labels = torch.empty(n, dtype=torch.long)
         for i in progress_bar(range(n), description, enabled=progress, unit="image"):
             image, label = base[i]

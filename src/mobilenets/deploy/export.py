@@ -44,7 +44,7 @@ def check_suffix(format: str, output: str | Path) -> None:
     checkpoint's."""
     suffix = Path(output).suffix
     if suffix == ".safetensors":
-        raise ValueError(f"{output}: a .safetensors name is a checkpoint's, not an export's ({format})")
+        raise ValueError(f"{output}: a .safetensors name is a checkpoint's, not a name for the {format} format")
     if suffix in SUFFIXES.values() and suffix != SUFFIXES.get(format):
         raise ValueError(f"{output}: a {suffix} name for the {format} format (use "
                          f"{SUFFIXES.get(format, 'another suffix')})")

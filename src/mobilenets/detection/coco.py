@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _REQUIRED_KEYS = ("images", "annotations", "categories")
 _IMAGE_FIELDS = ("id", "file_name", "width", "height")
 _ANNOTATION_FIELDS = ("id", "image_id", "category_id", "bbox")
+MAX_ID = 2**53 - 1  # the largest integer a JSON reader keeps exactly (in JavaScript, in float64 arrays)
 
 
 class CocoDetection(Dataset):
@@ -104,7 +105,7 @@ class CocoDetection(Dataset):
             if annotation["category_id"] not in known_categories:
                 raise DataError(f"{where} refers to category id {annotation['category_id']}, which is not in "
                                 f"'categories'")
-            if annotation.get("iscrowd", 0) not in (0, 1) or isinstance(annotation.get("iscrowd"), float):
+            if annotation.get("iscrowd", 0) not in (0, 1):  # 0, 1, 0.0, 1.0, false, true
                 raise DataError(f"{where}: iscrowd must be 0 or 1, got {annotation['iscrowd']!r}")
             bbox = _clip(annotation["bbox"], sizes[annotation["image_id"]], where)
             if bbox[2] > 0 and bbox[3] > 0:
@@ -137,9 +138,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not all(isinstance(name, str) and name.strip() for name in names):
         bad = next(name for name in names if not (isinstance(name, str) and name.strip()))
         raise DataError(f"{path}: category name {bad!r} is not a name")
-    if len(set(names)) < len(names):
-        repeated = next(name for position, name in enumerate(names) if name in names[:position])
-        raise DataError(f"{path}: category name {repeated!r} appears more than once")
     _check_entries(path, "image", data["images"], _IMAGE_FIELDS)
     for image in data["images"]:
         if not isinstance(image["file_name"], str) or not image["file_name"]:
@@ -153,9 +151,6 @@ def _read_json(path: Path) -> dict[str, Any]:
             raise DataError(f"{path}: image {image['id']}: width and height must be positive integers, got "
                             f"{image['width']!r} x {image['height']!r}")
     return data
-
-
-MAX_ID = 2**53 - 1  # the largest integer a JSON reader keeps exactly (in JavaScript, in float64 arrays)
 
 
 def _check_entries(path: Path, kind: str, entries: list[Any], fields: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .._atomic import writable
 from ..data.transforms import normalise
 from ..deploy.executorch import export_pte
 from ..deploy.export import check_suffix, export_graph
@@ -41,6 +42,7 @@ def export_detector(detector: Detector, output: str | Path, *, format: str = "on
     if int8 and format != "executorch":
         raise ValueError("int8 detectors are exported with the executorch format")
     check_suffix(format, output)
+    writable(output, keeping=[detector.source] if detector.source else [])
     if "classifier" in (keep_float or ()):
         groups = ", ".join(g for g in FLOAT_GROUPS if g != "classifier")
         raise ValueError(f"keep_float: a detector has no classifier (its groups: {groups})")

@@ -125,7 +125,7 @@ def _read_state(path: Path, task: Task, config: TrainingOptions) -> dict[str, An
     now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
     if changed := sorted(k for k in now if before.get(k) != now[k]):
         raise ConfigError(f"{path}: cannot resume with a different {changed[0]} "
-                            f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
+                          f"({before.get(changed[0])!r} in the run, {now[changed[0]]!r} now)")
     return state
 
 

@@ -199,15 +199,20 @@ def _train(task: str, options: dict[str, Any]) -> None:
 
 def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult:
     """A finished run's last-epoch metrics, its seconds, and its network's parameters and MAdds."""
+    reading = folder / "summary.json"
     try:
-        seconds = float(json.loads((folder / "summary.json").read_text())["seconds"])
-        with open(folder / "metrics.csv", newline="") as file:
-            last = list(csv.DictReader(file))[-1]
-        image_size = int(yaml.safe_load((folder / "config.yaml").read_text())["image_size"])
-        metrics = {k: float(v) for k, v in last.items() if v not in ("", None) and k not in _EPOCH_FIELDS}
-    except (OSError, ValueError, LookupError, TypeError, yaml.YAMLError) as e:
-        reason = f"{Path(e.filename).name}: {e.strerror}" if isinstance(e, OSError) and e.filename else repr(e)
-        raise ExperimentError(f"{folder}: a finished run's files cannot be read ({reason}); remove the folder to "
+        seconds = float(json.loads(reading.read_text())["seconds"])
+        reading = folder / "metrics.csv"
+        with open(reading, newline="") as file:
+            rows = list(csv.DictReader(file))
+        if not rows:
+            raise ValueError("no epoch in it")
+        metrics = {k: float(v) for k, v in rows[-1].items() if v not in ("", None) and k not in _EPOCH_FIELDS}
+        reading = folder / "config.yaml"
+        image_size = int(yaml.safe_load(reading.read_text())["image_size"])
+    except (OSError, ValueError, LookupError, TypeError, yaml.YAMLError) as e:  # the file's content, not our code
+        reason = e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+        raise ExperimentError(f"{reading}: a finished run's file cannot be read ({reason}); remove {folder} to "
                               f"train the run again") from None
     cost = profile(_entry_points(task).network(folder / "best.safetensors"), image_size)
     return RunResult(variant.label, seed, metrics, cost.params, cost.madds, seconds)
