@@ -190,6 +190,37 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
         MicroBatcher(run_batch, max_batch_size=0)
 
 
+def test_the_model_runs_the_next_batch_while_the_answers_of_the_last_are_made():
+    """The answers come from the outputs on their own thread: the first batch's answers wait here until the model
+    has started the second batch (on one thread, they would wait forever); a failure there fails its own
+    requests only."""
+    second_batch_started = threading.Event()
+
+    def run_batch(items):
+        if items == [2]:
+            second_batch_started.set()
+        return items
+
+    def finish(outputs, items):
+        if outputs == [1] and not second_batch_started.wait(10):
+            raise TimeoutError("the model thread made the answers")
+        if outputs == ["boom"]:
+            raise RuntimeError("answers failed")
+        return [output * 10 for output in outputs]
+
+    async def scenario():
+        batcher = MicroBatcher(run_batch, finish=finish, max_batch_size=1)
+        await batcher.start()
+        answers = await asyncio.gather(batcher.submit(1), batcher.submit(2), batcher.submit("boom"), batcher.submit(3),
+                                       return_exceptions=True)
+        await batcher.stop()
+        return answers
+
+    first, second, failed, after = asyncio.run(scenario())
+    assert (first, second, after) == (10, 20, 30)
+    assert isinstance(failed, RuntimeError) and str(failed) == "answers failed"
+
+
 def test_serving_starts_after_running_the_largest_batch_and_the_small_sizes_twice(classifier_run,
                                                                                       classifier_onnx, tmp_path):
     from mobilenets.classification.export import export_classifier
@@ -289,6 +320,9 @@ def test_a_failure_of_the_servers_own_is_a_json_500_counted_and_logged_and_other
         def prepare(self, image, full_size):
             return torch.from_numpy(np.asarray(image.resize((8, 8)))).permute(2, 0, 1), None
 
+        def run(self, images):
+            return images
+
         def answer(self, images, contexts):
             if (images[:, 2] > 200).any():
                 raise RuntimeError("the model failed")
@@ -329,6 +363,9 @@ def test_uploads_are_prepared_by_at_most_prepare_threads_at_once():
                 busy[0] -= 1
             return torch.zeros(3, 4, 4, dtype=torch.uint8), None
 
+        def run(self, images):
+            return images
+
         def answer(self, images, contexts):
             return [{"predictions": [{"class": "only", "score": 1.0}]} for _ in contexts]
 
@@ -364,6 +401,9 @@ def test_the_app_serves_again_after_a_restart_and_when_mounted_in_another_app():
 
         def prepare(self, image, full_size):
             return torch.zeros(3, 4, 4, dtype=torch.uint8), None
+
+        def run(self, images):
+            return images
 
         def answer(self, images, contexts):
             self.batches.append(len(images))

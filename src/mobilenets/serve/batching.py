@@ -4,7 +4,8 @@ The first request of a batch waits at most `max_delay_ms` for others (Triton's `
 BentoML's `max_latency_ms`, Ray Serve's `batch_wait_timeout_s`), and only while others are on their way (being
 read or decoded, `expecting`): a lone request runs at once, at batch-1 latency. A batch holds at most
 `max_batch_size`; under load, the requests that queued while the model ran form the next batch at once. The model
-runs on one worker thread, off the event loop, so the server keeps accepting and decoding while it computes.
+runs on one worker thread, off the event loop, so the server keeps accepting and decoding while it computes; the
+answers are made from its outputs on another thread, so the model thread goes on to the next batch meanwhile.
 """
 
 from __future__ import annotations
@@ -16,33 +17,42 @@ from contextlib import contextmanager
 from typing import Any
 
 
-class MicroBatcher:
-    """Collects submitted items into batches for `run_batch` (a list in, one result per item out, in order);
-    `on_batch(size)` and `on_queue(depth)` report to metrics."""
+def _as_is(outputs: Any, items: list[Any]) -> Any:
+    return outputs
 
-    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], *, max_batch_size: int = 16,
-                 max_delay_ms: float = 5.0, on_batch: Callable[[int], None] = lambda size: None,
+
+class MicroBatcher:
+    """Collects submitted items into batches for `run_batch` (a list in, its outputs out) and `finish(outputs,
+    items)` (one result per item, in order; default: the outputs themselves); `on_batch(size)` and
+    `on_queue(depth)` report to metrics."""
+
+    def __init__(self, run_batch: Callable[[list[Any]], Any], *, finish: Callable[[Any, list[Any]], list[Any]] = _as_is,
+                 max_batch_size: int = 16, max_delay_ms: float = 5.0,
+                 on_batch: Callable[[int], None] = lambda size: None,
                  on_queue: Callable[[int], None] = lambda depth: None) -> None:
         if max_batch_size < 1 or max_delay_ms < 0:
             raise ValueError(f"max_batch_size must be at least 1 and max_delay_ms at least 0, got {max_batch_size} "
                              f"and {max_delay_ms}")
-        self.run_batch, self.max_batch_size, self.max_delay = run_batch, max_batch_size, max_delay_ms / 1000
+        self.run_batch, self.finish = run_batch, finish
+        self.max_batch_size, self.max_delay = max_batch_size, max_delay_ms / 1000
         self.on_batch, self.on_queue = on_batch, on_queue
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
         self._arriving = 0
         self._model_thread: ThreadPoolExecutor | None = None
+        self._finishing_thread: ThreadPoolExecutor | None = None
+        self._finishing: set[asyncio.Task] = set()
 
     async def start(self, warm_up: Iterable[list[Any]] = ()) -> None:
         """Start collecting (in the running event loop), after running the batches of `warm_up` in the model
         thread; after `stop`, it can start again."""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
+        self._finishing_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-answers")
         try:
             for batch in warm_up:
-                await asyncio.get_running_loop().run_in_executor(self._model_thread, self.run_batch, batch)
+                await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run_and_finish, batch)
         except BaseException:
-            self._model_thread.shutdown()
-            self._model_thread = None
+            self._shut_threads()
             raise
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._collect())
@@ -53,9 +63,17 @@ class MicroBatcher:
             await self._queue.join()
         if self._worker is not None:
             self._worker.cancel()
-        if self._model_thread is not None:
-            self._model_thread.shutdown(wait=True)
-        self._queue = self._worker = self._model_thread = None
+        self._shut_threads()
+        self._queue = self._worker = None
+
+    def _shut_threads(self) -> None:
+        for pool in (self._model_thread, self._finishing_thread):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._model_thread = self._finishing_thread = None
+
+    def _run_and_finish(self, items: list[Any]) -> list[Any]:
+        return self.finish(self.run_batch(items), items)
 
     @contextmanager
     def expecting(self) -> Iterator[None]:
@@ -77,7 +95,7 @@ class MicroBatcher:
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
-        queue, model_thread = self._queue, self._model_thread
+        queue, model_thread, finishing_thread = self._queue, self._model_thread, self._finishing_thread
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self.max_delay
@@ -89,14 +107,31 @@ class MicroBatcher:
                     break
             self.on_queue(queue.qsize())
             self.on_batch(len(batch))
+            items = [item for item, _ in batch]
             try:
-                results = await loop.run_in_executor(model_thread, self.run_batch, [i for i, _ in batch])
+                outputs = await loop.run_in_executor(model_thread, self.run_batch, items)
             except Exception as error:  # one failed run fails its own requests, not the server
-                results = [error] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():  # its client may have gone
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-                queue.task_done()
+                self._answer(batch, [error] * len(batch))
+                continue
+            task = loop.create_task(self._finished(finishing_thread, outputs, batch))
+            self._finishing.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(self._finishing.discard)
+
+    async def _finished(self, finishing_thread: ThreadPoolExecutor, outputs: Any,
+                        batch: list[tuple[Any, asyncio.Future]]) -> None:
+        """Make the batch's answers from its outputs off the model thread, then hand them to their requests."""
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                finishing_thread, self.finish, outputs, [item for item, _ in batch])
+        except Exception as error:
+            results = [error] * len(batch)
+        self._answer(batch, results)
+
+    def _answer(self, batch: list[tuple[Any, asyncio.Future]], results: list[Any]) -> None:
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():  # its client may have gone
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            self._queue.task_done()
