@@ -83,6 +83,12 @@ def test_reset_classifier():
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1024)
 
 
+def test_options_set_together_compose_when_each_changes_something():
+    model = mobilenets.create_model("mobilenet_v3_small", minimal=True, hardswish_from=96)
+    kinds = {type(m) for m in model.modules()}
+    assert nn.Hardswish in kinds and nn.Hardsigmoid not in kinds  # hard-swish back from the 96-wide layers, no SE
+
+
 def test_minimal_has_no_se_hardswish_or_large_kernels():
     model = mobilenets.create_model("mobilenet_v3_large", minimal=True)
     kinds = {type(m) for m in model.modules()}
@@ -126,6 +132,10 @@ def test_initialisation_matches_reference():
     (lambda: mobilenets.create_model("mobilenet_v2", width_mult=0), ValueError, r"width_mult must be in \(0, 4\]"),
     (lambda: mobilenets.create_model("mobilenet_v2", minimal=True), TypeError, "has no option 'minimal'"),
     (lambda: mobilenets.create_model("mobilenet_v1", act_layer="gelu3"), ValueError, "unknown activation"),
+    (lambda: mobilenets.create_model("mobilenet_v3_large", minimal=True, swish=True), ValueError,
+     "mobilenet_v3_large: swish=True changes nothing with minimal=True"),
+    (lambda: mobilenets.create_model("mobilenet_v3_small", se=False, se_ratio=0.5), ValueError,
+     "mobilenet_v3_small: se_ratio=0.5 changes nothing with se=False"),
 ])
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):

@@ -125,8 +125,7 @@ def load_recipe(path: str | Path, kind: type) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of options, got {type(raw).__name__}")
     values = {str(k).replace("-", "_"): v for k, v in raw.items()}
-    if len(values) < len(raw):
-        repeated = first_repeated([str(k).replace("-", "_") for k in raw])
+    if (repeated := first_repeated(str(k).replace("-", "_") for k in raw)) is not None:
         raise ConfigError(f"{path}: {repeated!r} is given twice (with dashes and with underscores)")
     if unknown := sorted(set(values) - {f.name for f in dataclasses.fields(kind)}):
         raise ConfigError(f"{path}: unknown option {unknown[0]!r}")
@@ -154,7 +153,8 @@ def recorded_options(kind: type[Options], source: str | Path, recorded: Any, **o
 
 
 def make_options(kind: type[Options], recipe: str | Path | None = None, **overrides: Any) -> Options:
-    """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked by `problems()`."""
+    """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked by `problems()`,
+    whose message names the recipe when the value at fault came from it."""
     fields = {f.name: f for f in dataclasses.fields(kind)}
     from_recipe = load_recipe(recipe, kind) if recipe else {}
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -166,7 +166,8 @@ def make_options(kind: type[Options], recipe: str | Path | None = None, **overri
         raise ConfigError(f"{recipe}: {e}") from None
     options = kind(**coerced, **{k: _coerce(fields[k], v) for k, v in given.items()})
     if problems := options.problems():
-        raise ConfigError(problems[0])
+        option = problems[0].partition(":")[0]  # each problem starts with its option's name
+        raise ConfigError(f"{recipe}: {problems[0]}" if option in coerced else problems[0])
     return options
 
 

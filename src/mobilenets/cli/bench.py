@@ -32,8 +32,7 @@ def _names(allowed: tuple[str, ...] | list[str], what: str):
 def _distinct(values: list, what: str) -> list:
     if not values:
         raise argparse.ArgumentTypeError(f"no {what} given")
-    if len(set(values)) < len(values):
-        twice = first_repeated(values)
+    if (twice := first_repeated(values)) is not None:
         raise argparse.ArgumentTypeError(f"{what} {twice!r} given twice")
     return values
 

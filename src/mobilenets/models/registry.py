@@ -146,6 +146,36 @@ def _require_sizes(width_mult: Any, num_classes: Any, dropout: Any) -> None:
         raise ValueError(f"dropout must be None or in [0, 1), got {dropout!r}")
 
 
+def _applied(arch: Architecture, own_options: dict[str, ArchitectureOption], flags: dict[str, Any]) -> Architecture:
+    for flag, option in own_options.items():
+        if flags[flag] != option.default:
+            arch = option.apply(arch, flags[flag])
+    return arch
+
+
+def _in_effect(arch: Architecture) -> Architecture:
+    """`arch` with the fields that shape no layer set to their defaults: the squeeze-excitation's when no row
+    has one."""
+    if any(getattr(row, "se", False) for row in arch.rows):
+        return arch
+    return dataclasses.replace(arch, se_ratio=Architecture.se_ratio, se_gate=Architecture.se_gate)
+
+
+def _with_options(name: str, arch: Architecture, own_options: dict[str, ArchitectureOption],
+                  flags: dict[str, Any]) -> Architecture:
+    """`arch` changed by the options in `flags` (in the order the model lists them); ValueError naming an option
+    that changes nothing beside the others (e.g. `swish` with `minimal`, which has no hard-swish left to
+    replace), as it would otherwise be recorded as if it had."""
+    built = _applied(arch, own_options, flags)
+    changed = {k: v for k, v in flags.items() if v != own_options[k].default}
+    for flag, value in changed.items():
+        without = {**flags, flag: own_options[flag].default}
+        if _in_effect(_applied(arch, own_options, without)) == _in_effect(built):
+            others = ", ".join(f"{k}={v!r}" for k, v in changed.items() if k != flag)
+            raise ValueError(f"{name}: {flag}={value!r} changes nothing" + (f" with {others}" if others else ""))
+    return built
+
+
 def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
                 **options: Any) -> MobileNet:
     """Build a randomly initialised zoo network; the options are `create_model`'s (mobilenets.factory), which
@@ -161,9 +191,7 @@ def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, 
     if not isinstance(options.get("tf_padding", False), bool):
         raise TypeError(f"tf_padding must be True or False, got {options['tf_padding']!r}")
     flags = {k: _checked(k, option, options.get(k, option.default)) for k, option in own_options.items()}
-    for flag, option in own_options.items():
-        if flags[flag] != option.default:
-            arch = option.apply(arch, flags[flag])
+    arch = _with_options(name, arch, own_options, flags)
     tf_padding = bool(options.get("tf_padding", False))
     bn_eps = float(options.get("bn_eps", 1e-3 if tf_padding else 1e-5))
     act_layer = options.get("act_layer")
