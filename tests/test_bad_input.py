@@ -340,6 +340,24 @@ def test_a_recorded_recipe_from_another_machine_loads_and_is_checked_only_where_
         recorded_training(load_classifier(path))
 
 
+def test_a_classifier_saved_with_a_model_option_that_changes_nothing_still_loads_and_evaluates(classifier_run,
+                                                                                                 tmp_path):
+    """Saved before such options were refused (minimal with se=False): the model and its recorded recipe load
+    without it."""
+    import mobilenets
+    from mobilenets.classification.checkpoint import load_classifier, recorded_training
+    from mobilenets.weights.io import save as save_model
+
+    trained = load_classifier(classifier_run[0] / "best.safetensors")
+    model = mobilenets.create_model("mobilenet_v3_small", width_mult=0.25, minimal=True,
+                                    num_classes=len(trained.classes))
+    model.config["se"] = False
+    recipe = {**trained.meta["train_config"], "model": "mobilenet_v3_small", "width": 0.25,
+              "model_options": {"minimal": True, "se": False}}
+    path = save_model(model, tmp_path / "old.safetensors", meta={**trained.meta, "train_config": recipe})
+    assert recorded_training(load_classifier(path)).model_options == {"minimal": True}
+
+
 def test_an_experiment_that_fails_before_any_run_finishes_leaves_no_folder_to_block_its_retry(tmp_path, capsys):
     from mobilenets.cli import main
 

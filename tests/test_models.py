@@ -89,6 +89,19 @@ def test_options_set_together_compose_when_each_changes_something():
     assert nn.Hardswish in kinds and nn.Hardsigmoid not in kinds  # hard-swish back from the 96-wide layers, no SE
 
 
+def test_a_file_that_recorded_an_option_changing_nothing_still_loads(tmp_path):
+    """Saved before such options were refused (minimal with se=False): built without it, the same network."""
+    from mobilenets.weights.io import save
+
+    model = mobilenets.create_model("mobilenet_v3_small", minimal=True, num_classes=10).eval()
+    model.config["se"] = False
+    loaded = mobilenets.create_model("mobilenet_v3_small", weights=save(model, tmp_path / "old.safetensors")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded(x), model(x)) and loaded.config["minimal"] is True
+    with pytest.raises(ValueError, match="se=False changes nothing with minimal=True"):
+        mobilenets.create_model("mobilenet_v3_small", weights=tmp_path / "old.safetensors", se=False)
+
+
 def test_minimal_has_no_se_hardswish_or_large_kernels():
     model = mobilenets.create_model("mobilenet_v3_large", minimal=True)
     kinds = {type(m) for m in model.modules()}

@@ -192,8 +192,8 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
 
 def test_the_model_runs_the_next_batch_while_the_answers_of_the_last_are_made():
     """The answers come from the outputs on their own thread: the first batch's answers wait here until the model
-    has started the second batch (on one thread, they would wait forever); a failure there fails its own
-    requests only."""
+    has started the second batch (made on the model thread, they would time out); a failure there, or a wrong
+    number of answers, fails that batch's requests only, and `stop` still returns."""
     second_batch_started = threading.Event()
 
     def run_batch(items):
@@ -201,24 +201,53 @@ def test_the_model_runs_the_next_batch_while_the_answers_of_the_last_are_made():
             second_batch_started.set()
         return items
 
-    def finish(outputs, items):
+    def answer_batch(outputs, items):
         if outputs == [1] and not second_batch_started.wait(10):
             raise TimeoutError("the model thread made the answers")
         if outputs == ["boom"]:
             raise RuntimeError("answers failed")
-        return [output * 10 for output in outputs]
+        return [] if outputs == ["none"] else [output * 10 for output in outputs]
 
     async def scenario():
-        batcher = MicroBatcher(run_batch, finish=finish, max_batch_size=1)
+        batcher = MicroBatcher(run_batch, answer_batch=answer_batch, max_batch_size=1)
         await batcher.start()
-        answers = await asyncio.gather(batcher.submit(1), batcher.submit(2), batcher.submit("boom"), batcher.submit(3),
+        answers = await asyncio.gather(*(batcher.submit(i) for i in (1, 2, "boom", "none", 3)),
                                        return_exceptions=True)
+        await asyncio.wait_for(batcher.stop(), 10)
+        return answers
+
+    first, second, failed, miscounted, after = asyncio.run(scenario())
+    assert (first, second, after) == (10, 20, 30)
+    assert isinstance(failed, RuntimeError) and str(failed) == "answers failed"
+    assert isinstance(miscounted, ValueError) and str(miscounted) == "answer_batch gave 0 answers for a batch of 1"
+
+
+def test_a_slow_answers_thread_holds_the_model_back_rather_than_outputs_piling_up():
+    """Answers take 20 ms, runs nothing: each run starts with at most one earlier batch's outputs not yet
+    answered, and the requests queued meanwhile form larger batches."""
+    lock, runs, answered, unanswered_at_run = threading.Lock(), [], [0], []
+
+    def run_batch(items):
+        with lock:
+            unanswered_at_run.append(len(runs) - answered[0])
+            runs.append(len(items))
+        return items
+
+    def answer_batch(outputs, items):
+        time.sleep(0.02)
+        with lock:
+            answered[0] += 1
+        return outputs
+
+    async def scenario():
+        batcher = MicroBatcher(run_batch, answer_batch=answer_batch, max_batch_size=4, max_delay_ms=0)
+        await batcher.start()
+        answers = await asyncio.gather(*(batcher.submit(i) for i in range(40)))
         await batcher.stop()
         return answers
 
-    first, second, failed, after = asyncio.run(scenario())
-    assert (first, second, after) == (10, 20, 30)
-    assert isinstance(failed, RuntimeError) and str(failed) == "answers failed"
+    assert asyncio.run(scenario()) == list(range(40))
+    assert max(unanswered_at_run) == 1 and sum(runs) == 40 and max(runs) == 4
 
 
 def test_serving_starts_after_running_the_largest_batch_and_the_small_sizes_twice(classifier_run,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .models import MobileNet, build_model
+from .models.registry import idle_options
 from .weights.convert import Checkpoint, checkpoint_num_classes, load_into
 from .weights.io import require_architecture
 from .weights.registry import open_weights
@@ -53,6 +54,8 @@ def pretrained_model(name: str, checkpoint: Checkpoint, *, width_mult: float | N
     width_mult = known.get("width_mult", 1.0) if width_mult is None else width_mult
     num_classes = known.get("num_classes", 1000) if num_classes is None else num_classes
     built = {k: v for k, v in known.items() if k not in ("name", "width_mult", "num_classes", "dropout")}
+    for recorded in set(idle_options(name, {**built, **options})) - set(options):
+        del built[recorded]  # a file saved before such options were refused: its network is the same without it
     model = build_model(name, width_mult=width_mult, num_classes=num_classes, dropout=dropout,
                         **{**built, **options})
     theirs = checkpoint_num_classes(model, checkpoint)

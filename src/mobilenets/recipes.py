@@ -154,7 +154,7 @@ def recorded_options(kind: type[Options], source: str | Path, recorded: Any, **o
 
 def make_options(kind: type[Options], recipe: str | Path | None = None, **overrides: Any) -> Options:
     """Defaults, then the recipe's values, then `overrides` (None values are ignored); checked by `problems()`,
-    whose message names the recipe when the value at fault came from it."""
+    whose message names the recipe when the problem comes with the recipe's values (is not there without them)."""
     fields = {f.name: f for f in dataclasses.fields(kind)}
     from_recipe = load_recipe(recipe, kind) if recipe else {}
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -164,10 +164,11 @@ def make_options(kind: type[Options], recipe: str | Path | None = None, **overri
         coerced = {k: _coerce(fields[k], v) for k, v in from_recipe.items() if k not in given}
     except ConfigError as e:
         raise ConfigError(f"{recipe}: {e}") from None
-    options = kind(**coerced, **{k: _coerce(fields[k], v) for k, v in given.items()})
+    from_arguments = {k: _coerce(fields[k], v) for k, v in given.items()}
+    options = kind(**coerced, **from_arguments)
     if problems := options.problems():
-        option = problems[0].partition(":")[0]  # each problem starts with its option's name
-        raise ConfigError(f"{recipe}: {problems[0]}" if option in coerced else problems[0])
+        with_the_recipe = coerced and problems[0] not in kind(**from_arguments).problems()
+        raise ConfigError(f"{recipe}: {problems[0]}" if with_the_recipe else problems[0])
     return options
 
 

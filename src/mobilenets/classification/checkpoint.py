@@ -11,6 +11,7 @@ from .._words import counted
 from ..data.transforms import Preprocess
 from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
 from ..models import MobileNet
+from ..models.registry import without_idle_options
 from ..recipes import checked_train_config, recorded_options
 from ..weights.convert import WeightsError, read_weights
 from ..weights.io import model_from_checkpoint
@@ -85,4 +86,14 @@ def _classifier_from(path: Path, network: MobileNet | ExportedNetwork, num_outpu
 def recorded_training(classifier: Classifier) -> TrainConfig:
     """The recipe the classifier was trained with, as far as its file recorded it (defaults elsewhere; the
     device this machine's); ConfigError naming the file if the record is not a usable recipe."""
-    return recorded_options(TrainConfig, classifier.source, classifier.meta.get("train_config", {}))
+    recorded = checked_train_config(classifier.source, classifier.meta.get("train_config", {}))
+    return recorded_options(TrainConfig, classifier.source, _without_idle_model_options(recorded))
+
+
+def _without_idle_model_options(recorded: dict[str, Any]) -> dict[str, Any]:
+    """`recorded` with its model options as `without_idle_options` rebuilds the network from them."""
+    options = recorded.get("model_options")
+    if not isinstance(options, dict):
+        return recorded
+    kept = without_idle_options({"name": recorded.get("model"), **options})
+    return {**recorded, "model_options": {k: v for k, v in options.items() if k in kept}}

@@ -161,19 +161,44 @@ def _in_effect(arch: Architecture) -> Architecture:
     return dataclasses.replace(arch, se_ratio=Architecture.se_ratio, se_gate=Architecture.se_gate)
 
 
-def _with_options(name: str, arch: Architecture, own_options: dict[str, ArchitectureOption],
-                  flags: dict[str, Any]) -> Architecture:
-    """`arch` changed by the options in `flags` (in the order the model lists them); ValueError naming an option
-    that changes nothing beside the others (e.g. `swish` with `minimal`, which has no hard-swish left to
-    replace), as it would otherwise be recorded as if it had."""
-    built = _applied(arch, own_options, flags)
-    changed = {k: v for k, v in flags.items() if v != own_options[k].default}
-    for flag, value in changed.items():
-        without = {**flags, flag: own_options[flag].default}
-        if _in_effect(_applied(arch, own_options, without)) == _in_effect(built):
-            others = ", ".join(f"{k}={v!r}" for k, v in changed.items() if k != flag)
-            raise ValueError(f"{name}: {flag}={value!r} changes nothing" + (f" with {others}" if others else ""))
-    return built
+def _idle(arch: Architecture, own_options: dict[str, ArchitectureOption], flags: dict[str, Any]) -> list[str]:
+    """The options set in `flags` that change nothing in `arch` beside the others (e.g. `swish` with `minimal`,
+    which leaves no hard-swish to replace)."""
+    built = _in_effect(_applied(arch, own_options, flags))
+    return [flag for flag, value in flags.items() if value != own_options[flag].default
+            and _in_effect(_applied(arch, own_options, {**flags, flag: own_options[flag].default})) == built]
+
+
+def _checked_flags(name: str, options: dict[str, Any]) -> tuple[Architecture, dict[str, ArchitectureOption],
+                                                                 dict[str, Any]]:
+    """`name`'s table, its own options and their values from `options` (defaults where not given), checked."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    arch, own_options = _MODELS[name]
+    unknown = sorted(set(options) - set(own_options) - set(_COMMON_OPTIONS))
+    if unknown:
+        allowed = sorted(set(own_options) | set(_COMMON_OPTIONS))
+        raise TypeError(f"{name} has no option {unknown[0]!r}; its options are {', '.join(allowed)}")
+    return arch, own_options, {k: _checked(k, option, options.get(k, option.default))
+                               for k, option in own_options.items()}
+
+
+def idle_options(name: str, options: dict[str, Any]) -> list[str]:
+    """The architecture options among `options` that change nothing beside the others: `build_model` refuses
+    them, and a model file that recorded one (saved before they were refused) is built without it."""
+    return _idle(*_checked_flags(name, options))
+
+
+def without_idle_options(config: dict[str, Any]) -> dict[str, Any]:
+    """A model file's `build_model` arguments (`name` among them) less the options that change nothing beside the
+    others (`idle_options`), which a file saved before they were refused can hold: the same network, rebuilt. As
+    they are where they cannot be built: `build_model` then says why."""
+    options = {k: v for k, v in config.items() if k not in ("name", "width_mult", "num_classes", "dropout")}
+    try:
+        idle = idle_options(config.get("name"), options)
+    except (TypeError, ValueError):
+        return config
+    return {k: v for k, v in config.items() if k not in idle}
 
 
 def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, dropout: float | None = None,
@@ -183,15 +208,14 @@ def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, 
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
     _require_sizes(width_mult, num_classes, dropout)
-    arch, own_options = _MODELS[name]
-    unknown = sorted(set(options) - set(own_options) - set(_COMMON_OPTIONS))
-    if unknown:
-        allowed = sorted(set(own_options) | set(_COMMON_OPTIONS))
-        raise TypeError(f"{name} has no option {unknown[0]!r}; its options are {', '.join(allowed)}")
+    arch, own_options, flags = _checked_flags(name, options)
     if not isinstance(options.get("tf_padding", False), bool):
         raise TypeError(f"tf_padding must be True or False, got {options['tf_padding']!r}")
-    flags = {k: _checked(k, option, options.get(k, option.default)) for k, option in own_options.items()}
-    arch = _with_options(name, arch, own_options, flags)
+    if idle := _idle(arch, own_options, flags):  # recorded as if it had an effect, it would mislead
+        flag = idle[0]
+        others = ", ".join(f"{k}={v!r}" for k, v in flags.items() if k != flag and v != own_options[k].default)
+        raise ValueError(f"{name}: {flag}={flags[flag]!r} changes nothing" + (f" with {others}" if others else ""))
+    arch = _applied(arch, own_options, flags)
     tf_padding = bool(options.get("tf_padding", False))
     bn_eps = float(options.get("bn_eps", 1e-3 if tf_padding else 1e-5))
     act_layer = options.get("act_layer")

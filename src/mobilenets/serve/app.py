@@ -93,8 +93,9 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     def answer_batch(outputs: Any, items: list[tuple[torch.Tensor, Any]]) -> list[dict[str, Any]]:
         return servable.answer(outputs, [context for _, context in items])
 
-    batcher = MicroBatcher(run_batch, finish=answer_batch, max_batch_size=max_batch_size, max_delay_ms=max_delay_ms,
-                           on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
+    batcher = MicroBatcher(run_batch, answer_batch=answer_batch, max_batch_size=max_batch_size,
+                           max_delay_ms=max_delay_ms, on_batch=metrics.batch_size.observe,
+                           on_queue=metrics.queue_depth.set)
 
     starting = asyncio.Lock()
 

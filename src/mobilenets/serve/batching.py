@@ -11,46 +11,49 @@ answers are made from its outputs on another thread, so the model thread goes on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 
-def _as_is(outputs: Any, items: list[Any]) -> Any:
+def _outputs_as_answers(outputs: Any, items: list[Any]) -> Any:
     return outputs
 
 
 class MicroBatcher:
-    """Collects submitted items into batches for `run_batch` (a list in, its outputs out) and `finish(outputs,
-    items)` (one result per item, in order; default: the outputs themselves); `on_batch(size)` and
-    `on_queue(depth)` report to metrics."""
+    """Collects submitted items into batches for `run_batch` (a list in, the batch's outputs out, on the model
+    thread) and `answer_batch(outputs, items)` (one answer per item, in order, on the answers thread; default: the
+    outputs themselves); `on_batch(size)` and `on_queue(depth)` report to metrics."""
 
-    def __init__(self, run_batch: Callable[[list[Any]], Any], *, finish: Callable[[Any, list[Any]], list[Any]] = _as_is,
+    def __init__(self, run_batch: Callable[[list[Any]], Any], *,
+                 answer_batch: Callable[[Any, list[Any]], Sequence[Any]] = _outputs_as_answers,
                  max_batch_size: int = 16, max_delay_ms: float = 5.0,
                  on_batch: Callable[[int], None] = lambda size: None,
                  on_queue: Callable[[int], None] = lambda depth: None) -> None:
         if max_batch_size < 1 or max_delay_ms < 0:
             raise ValueError(f"max_batch_size must be at least 1 and max_delay_ms at least 0, got {max_batch_size} "
                              f"and {max_delay_ms}")
-        self.run_batch, self.finish = run_batch, finish
+        self.run_batch, self.answer_batch = run_batch, answer_batch
         self.max_batch_size, self.max_delay = max_batch_size, max_delay_ms / 1000
         self.on_batch, self.on_queue = on_batch, on_queue
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
         self._arriving = 0
         self._model_thread: ThreadPoolExecutor | None = None
-        self._finishing_thread: ThreadPoolExecutor | None = None
-        self._finishing: set[asyncio.Task] = set()
+        self._answers_thread: ThreadPoolExecutor | None = None
+        self._answering: set[asyncio.Task] = set()  # the loop holds tasks weakly
 
     async def start(self, warm_up: Iterable[list[Any]] = ()) -> None:
-        """Start collecting (in the running event loop), after running the batches of `warm_up` in the model
-        thread; after `stop`, it can start again."""
+        """Start collecting (in the running event loop), after running the batches of `warm_up` through the model
+        and answers threads; after `stop`, it can start again."""
+        loop = asyncio.get_running_loop()
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-model")
-        self._finishing_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-answers")
+        self._answers_thread = ThreadPoolExecutor(1, thread_name_prefix="mobilenets-answers")
         try:
             for batch in warm_up:
-                await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run_and_finish, batch)
+                outputs = await loop.run_in_executor(self._model_thread, self.run_batch, batch)
+                await loop.run_in_executor(self._answers_thread, self._answers, outputs, batch)
         except BaseException:
             self._shut_threads()
             raise
@@ -67,13 +70,18 @@ class MicroBatcher:
         self._queue = self._worker = None
 
     def _shut_threads(self) -> None:
-        for pool in (self._model_thread, self._finishing_thread):
+        for pool in (self._model_thread, self._answers_thread):
             if pool is not None:
                 pool.shutdown(wait=True)
-        self._model_thread = self._finishing_thread = None
+        self._model_thread = self._answers_thread = None
 
-    def _run_and_finish(self, items: list[Any]) -> list[Any]:
-        return self.finish(self.run_batch(items), items)
+    def _answers(self, outputs: Any, items: list[Any]) -> list[Any]:
+        """`answer_batch`'s answers, one per item: a wrong count fails the batch rather than leave requests
+        waiting forever."""
+        answers = list(self.answer_batch(outputs, items))
+        if len(answers) != len(items):
+            raise ValueError(f"answer_batch gave {len(answers)} answers for a batch of {len(items)}")
+        return answers
 
     @contextmanager
     def expecting(self) -> Iterator[None]:
@@ -95,7 +103,10 @@ class MicroBatcher:
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
-        queue, model_thread, finishing_thread = self._queue, self._model_thread, self._finishing_thread
+        queue, model_thread, answers_thread = self._queue, self._model_thread, self._answers_thread
+        # At most one batch's outputs wait while another's answers are made: a slow answers thread holds the model
+        # back (and the queue grows into larger batches) instead of outputs piling up in memory.
+        waiting_for_answers = asyncio.Semaphore(1)
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self.max_delay
@@ -111,27 +122,32 @@ class MicroBatcher:
             try:
                 outputs = await loop.run_in_executor(model_thread, self.run_batch, items)
             except Exception as error:  # one failed run fails its own requests, not the server
-                self._answer(batch, [error] * len(batch))
+                _hand_out(queue, batch, [error] * len(batch))
                 continue
-            task = loop.create_task(self._finished(finishing_thread, outputs, batch))
-            self._finishing.add(task)  # the loop holds tasks weakly
-            task.add_done_callback(self._finishing.discard)
+            await waiting_for_answers.acquire()
+            task = loop.create_task(self._answer(answers_thread, waiting_for_answers, queue, outputs, batch))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
 
-    async def _finished(self, finishing_thread: ThreadPoolExecutor, outputs: Any,
-                        batch: list[tuple[Any, asyncio.Future]]) -> None:
-        """Make the batch's answers from its outputs off the model thread, then hand them to their requests."""
+    async def _answer(self, answers_thread: ThreadPoolExecutor, waiting_for_answers: asyncio.Semaphore,
+                      queue: asyncio.Queue, outputs: Any, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        """Make the batch's answers from its outputs on the answers thread, then hand them to their requests."""
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
-                finishing_thread, self.finish, outputs, [item for item, _ in batch])
-        except Exception as error:
-            results = [error] * len(batch)
-        self._answer(batch, results)
+            answers = await asyncio.get_running_loop().run_in_executor(
+                answers_thread, self._answers, outputs, [item for item, _ in batch])
+        except Exception as error:  # as for a failed run: its own requests fail
+            answers = [error] * len(batch)
+        finally:
+            waiting_for_answers.release()
+        _hand_out(queue, batch, answers)
 
-    def _answer(self, batch: list[tuple[Any, asyncio.Future]], results: list[Any]) -> None:
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():  # its client may have gone
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-            self._queue.task_done()
+
+def _hand_out(queue: asyncio.Queue, batch: list[tuple[Any, asyncio.Future]], answers: list[Any]) -> None:
+    """Resolve each request's future with its answer (an exception fails it) and count it done in `queue`."""
+    for (_, future), answer in zip(batch, answers, strict=True):
+        if not future.done():  # its client may have gone
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+        queue.task_done()

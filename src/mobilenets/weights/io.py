@@ -20,6 +20,7 @@ from torch import nn
 
 from .._atomic import atomic_path
 from ..models import MobileNet, build_model
+from ..models.registry import without_idle_options
 from .convert import CONFIG_KEY, META_KEY, STATE_FORMAT, Checkpoint, WeightsError, load_into, read_weights
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -72,14 +73,15 @@ def model_from_checkpoint(checkpoint: Checkpoint, build: Callable[..., Model] = 
     if checkpoint.config is None:
         raise WeightsError(f"{checkpoint.path}: holds no mobilenets config (for torchvision or timm weights use "
                            f"create_model(name, weights=path))")
+    config = without_idle_options(checkpoint.config) if build is build_model else checkpoint.config
     try:
         with torch.device("meta"):  # no memory: a config that disagrees with the tensors is refused first
-            load_into(build(**checkpoint.config), checkpoint, check_only=True)
+            load_into(build(**config), checkpoint, check_only=True)
     except (TypeError, ValueError, KeyError) as e:
         if isinstance(e, WeightsError):
             raise
         raise WeightsError(f"{checkpoint.path}: its config does not describe a model ({e})") from None
-    model = build(**checkpoint.config)
+    model = build(**config)
     load_into(model, checkpoint)
     return model
 
