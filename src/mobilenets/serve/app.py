@@ -87,15 +87,11 @@ def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_de
     servable = model if isinstance(model, Servable) else load_servable(model, top_k=top_k, threshold=threshold)
     metrics = _Metrics()
 
-    def run_batch(items: list[tuple[torch.Tensor, Any]]) -> Any:
-        return servable.run(torch.stack([x for x, _ in items]))
+    def run_batch(items: list[tuple[torch.Tensor, Any]]) -> list[dict[str, Any]]:
+        return servable.answer(torch.stack([x for x, _ in items]), [context for _, context in items])
 
-    def answer_batch(outputs: Any, items: list[tuple[torch.Tensor, Any]]) -> list[dict[str, Any]]:
-        return servable.answer(outputs, [context for _, context in items])
-
-    batcher = MicroBatcher(run_batch, answer_batch=answer_batch, max_batch_size=max_batch_size,
-                           max_delay_ms=max_delay_ms, on_batch=metrics.batch_size.observe,
-                           on_queue=metrics.queue_depth.set)
+    batcher = MicroBatcher(run_batch, max_batch_size=max_batch_size, max_delay_ms=max_delay_ms,
+                           on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
 
     starting = asyncio.Lock()
 

@@ -24,10 +24,9 @@ from ..weights.convert import read_weights
 
 
 class Servable(ABC):
-    """A model as the server sees it: `prepare` (one image, off the event loop), `run` (one batch, on the model
-    thread) and `answer` (that batch's outputs, on another thread, while the model runs the next batch).
+    """A model as the server sees it: `prepare` (one image, off the event loop) and `answer` (one batch).
 
-    `prepare` gives uint8 pixels and `run` normalises the whole batch in one step: per image, the float
+    `prepare` gives uint8 pixels and `answer` normalises the whole batch in one step: per image, the float
     conversion and normalisation cost more than the network itself for the smallest models."""
 
     task: str
@@ -44,12 +43,8 @@ class Servable(ABC):
         `scale_for` allowed, and what `answer` needs to map its output back to the full size."""
 
     @abstractmethod
-    def run(self, images: torch.Tensor) -> Any:
-        """The network's outputs for a batch of prepared images (uint8, B, C, H, W)."""
-
-    @abstractmethod
-    def answer(self, outputs: Any, contexts: list[Any]) -> list[dict[str, Any]]:
-        """One JSON-ready answer per image of a batch, from its outputs (`run`) and contexts (`prepare`)."""
+    def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
+        """One JSON-ready answer per image of the batch (uint8, B, C, H, W)."""
 
     @property
     def fixed_batch(self) -> int | None:
@@ -79,12 +74,9 @@ class ServedClassifier(Servable):
         return self.resize_crop(image).as_subclass(torch.Tensor), None
 
     @torch.inference_mode()
-    def run(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(normalise(images, self.preprocess.mean, self.preprocess.std))
-
-    @torch.inference_mode()
-    def answer(self, outputs: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
-        top = outputs.float().softmax(dim=1).topk(self.top_k)
+    def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
+        logits = self.model(normalise(images, self.preprocess.mean, self.preprocess.std))
+        top = logits.float().softmax(dim=1).topk(self.top_k)
         return [{"predictions": [{"class": self.classes[i], "score": round(p, 6)} for i, p in
                                  zip(indices.tolist(), scores.tolist(), strict=True)]}
                 for scores, indices in zip(top.values, top.indices, strict=True)]
@@ -107,12 +99,8 @@ class ServedDetector(Servable):
         return letterbox(image, self.image_size, full_size)
 
     @torch.inference_mode()
-    def run(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.model(normalise(images))
-
-    @torch.inference_mode()
-    def answer(self, outputs: tuple[torch.Tensor, ...], contexts: list[Any]) -> list[dict[str, Any]]:
-        found = decode(*(o.float() for o in outputs), threshold=self.threshold)
+    def answer(self, images: torch.Tensor, contexts: list[Any]) -> list[dict[str, Any]]:
+        found = decode(*(o.float() for o in self.model(normalise(images))), threshold=self.threshold)
         answers = []
         for detections, placement in zip(found, contexts, strict=True):
             boxes = boxes_to_original(detections.boxes, placement)
