@@ -205,10 +205,8 @@ def build_model(name: str, *, width_mult: float = 1.0, num_classes: int = 1000, 
                 **options: Any) -> MobileNet:
     """Build a randomly initialised zoo network; the options are `create_model`'s (mobilenets.factory), which
     also loads weights."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
-    _require_sizes(width_mult, num_classes, dropout)
     arch, own_options, flags = _checked_flags(name, options)
+    _require_sizes(width_mult, num_classes, dropout)
     if not isinstance(options.get("tf_padding", False), bool):
         raise TypeError(f"tf_padding must be True or False, got {options['tf_padding']!r}")
     if idle := _idle(arch, own_options, flags):  # recorded as if it had an effect, it would mislead
