@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import MAX_SYNTHETIC_IMAGES, TrainingOptions, network_problems
+from ..engine.config import TrainingOptions, network_problems, synthetic_size_problems
 from ..models import list_models
 from ..recipes import (
     ConfigError,
@@ -56,16 +56,14 @@ class TrainConfig(TrainingOptions):
     def problems(self) -> list[str]:
         problems = super().problems()
         problems += network_problems("model", self.model, self.width, self.image_size, self.model_options)
+        problems += synthetic_size_problems(self.synthetic_train_size, self.synthetic_val_size)
         problems += range_problems(
-            positive={"synthetic_train_size": self.synthetic_train_size,
-                      "synthetic_val_size": self.synthetic_val_size},
+            positive={},
             nonnegative={"label_smoothing": self.label_smoothing, "color_jitter": self.color_jitter,
                          "random_erasing": self.random_erasing},
             choices={"auto_augment": (self.auto_augment, AUTO_AUGMENT)},
             fractions={"dropout": self.dropout, "label_smoothing": self.label_smoothing,
-                       "random_erasing": self.random_erasing},
-            at_most={"synthetic_train_size": (self.synthetic_train_size, MAX_SYNTHETIC_IMAGES),
-                     "synthetic_val_size": (self.synthetic_val_size, MAX_SYNTHETIC_IMAGES)})
+                       "random_erasing": self.random_erasing})
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             problems.append(f"crop_scale: need 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if self.val_split is not None and not 0 < self.val_split < 1:

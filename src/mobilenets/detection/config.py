@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import MAX_SYNTHETIC_IMAGES, TrainingOptions, network_problems
+from ..engine.config import TrainingOptions, network_problems, synthetic_size_problems
 from ..models import list_models
 from ..recipes import (
     count,
@@ -70,13 +70,11 @@ class DetectConfig(TrainingOptions):
         problems += network_problems("backbone", self.backbone, self.width, self.image_size)
         problems += range_problems(
             positive={"neck_channels": self.neck_channels, "head_channels": self.head_channels,
-                      "max_detections": self.max_detections, "synthetic_train_size": self.synthetic_train_size,
-                      "synthetic_val_size": self.synthetic_val_size},
+                      "max_detections": self.max_detections},
             nonnegative={"overfit": self.overfit}, choices={"head_conv": (self.head_conv, HEAD_CONVS)},
             at_most={"neck_channels": (self.neck_channels, MAX_CHANNELS),
-                     "head_channels": (self.head_channels, MAX_CHANNELS),
-                     "synthetic_train_size": (self.synthetic_train_size, MAX_SYNTHETIC_IMAGES),
-                     "synthetic_val_size": (self.synthetic_val_size, MAX_SYNTHETIC_IMAGES)})
+                     "head_channels": (self.head_channels, MAX_CHANNELS)})
+        problems += synthetic_size_problems(self.synthetic_train_size, self.synthetic_val_size)
         if not 0 < self.scale[0] <= self.scale[1]:
             problems.append(f"scale: need 0 < low <= high, got {list(self.scale)}")
         given = [k for k in COCO_FILES if getattr(self, k) is not None]

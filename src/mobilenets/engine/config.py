@@ -76,6 +76,14 @@ class TrainingOptions:
 
 
 
+def synthetic_size_problems(train_size: int, val_size: int) -> list[str]:
+    """Built-in data set sizes (`synthetic_train_size`, `synthetic_val_size`) that are not from 1 to
+    MAX_SYNTHETIC_IMAGES."""
+    sizes = {"synthetic_train_size": train_size, "synthetic_val_size": val_size}
+    return range_problems(positive=sizes, nonnegative={}, choices={},
+                          at_most={k: (v, MAX_SYNTHETIC_IMAGES) for k, v in sizes.items()})
+
+
 def network_problems(option: str, name: str, width: float, image_size: int,
                      options: dict[str, Any] | None = None, options_name: str = "model_options") -> list[str]:
     """A zoo network (named by `option`), width multiplier, input size or model options (`options`, the
