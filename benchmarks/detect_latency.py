@@ -24,17 +24,17 @@ import torchvision
 from PIL import Image
 
 from mobilenets import cpu
-from mobilenets.deploy import export_graph, export_pte
-from mobilenets.deploy.runtime import load_exported, onnx_session
+from mobilenets.deploy import export_graph, export_pte, load_exported
+from mobilenets.deploy.runtime import onnx_session
 from mobilenets.deploy.timing import time_call
-from mobilenets.detection import create_detector, decode
-from mobilenets.detection.config import DetectConfig
-from mobilenets.detection.decode import SCORE_THRESHOLD
-from mobilenets.detection.export import detector_calibration
-from mobilenets.detection.loss import CenterNetCriterion
-from mobilenets.detection.synthetic import SyntheticDetection
-from mobilenets.detection.transforms import boxes_to_original, collate, eval_transform, train_transform
 from mobilenets.profile import profile
+from mobilenets.tasks.detection import create_detector, decode
+from mobilenets.tasks.detection.config import DetectConfig
+from mobilenets.tasks.detection.decode import SCORE_THRESHOLD
+from mobilenets.tasks.detection.export import detector_calibration
+from mobilenets.tasks.detection.loss import CenterNetCriterion
+from mobilenets.tasks.detection.synthetic import SyntheticDetection
+from mobilenets.tasks.detection.transforms import boxes_to_original, collate, eval_transform, train_transform
 
 SEED_MS = 600  # the seed document's CenterNet-MobileNetV2 on a CPU
 BACKBONES = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")

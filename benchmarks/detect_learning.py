@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from mobilenets import cpu
-from mobilenets.classification import train
-from mobilenets.detection.config import DetectConfig
 from mobilenets.plots import pyplot, save_figure
+from mobilenets.tasks.classification import train
+from mobilenets.tasks.detection.config import DetectConfig
 
 LABELS = ("random initialisation (the default run)", "backbone pretrained on built-in shapes")
 

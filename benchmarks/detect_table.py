@@ -18,8 +18,8 @@ import torch
 from detect_latency import end_to_end_ms
 
 from mobilenets import cpu
-from mobilenets.detection import train_detector
 from mobilenets.profile import profile
+from mobilenets.tasks.detection import train_detector
 
 
 def main() -> None:

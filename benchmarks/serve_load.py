@@ -27,8 +27,8 @@ from PIL import Image
 
 from mobilenets import cpu, create_model
 from mobilenets.deploy import export
-from mobilenets.detection import create_detector
-from mobilenets.detection.config import DetectConfig
+from mobilenets.tasks.detection import create_detector
+from mobilenets.tasks.detection.config import DetectConfig
 
 
 def _free_port() -> int:

@@ -23,7 +23,7 @@ import torchvision
 
 import mobilenets
 from mobilenets import cpu
-from mobilenets.classification import train
+from mobilenets.tasks.classification import train
 
 
 def steps_per_second(model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor, steps: int) -> float:

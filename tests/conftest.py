@@ -152,7 +152,7 @@ DETECTOR_RUN = {"backbone": "mobilenet_v3_small", "width": 0.5, "image_size": 96
 @pytest.fixture(scope="session")
 def classifier_run(tmp_path_factory):
     """A finished classification run of CLASSIFIER_RUN: (its output folder, its TrainResult)."""
-    from mobilenets.classification import train
+    from mobilenets.tasks.classification import train
 
     out = tmp_path_factory.mktemp("classifier") / "run"
     return out, train(progress=False, output=str(out), **CLASSIFIER_RUN)
@@ -161,7 +161,7 @@ def classifier_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def detector_run(tmp_path_factory):
     """A finished detection run of DETECTOR_RUN: (its output folder, its TrainResult)."""
-    from mobilenets.detection import train_detector
+    from mobilenets.tasks.detection import train_detector
 
     out = tmp_path_factory.mktemp("detector") / "run"
     return out, train_detector(progress=False, output=str(out), **DETECTOR_RUN)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mobilenets.detection.evaluate import coco_evaluate
-from mobilenets.detection.inference import predict_images
+from mobilenets.tasks.detection.evaluate import coco_evaluate
+from mobilenets.tasks.detection.inference import predict_images
 
 
 def _digest(path: Path) -> str:
@@ -65,7 +65,7 @@ def test_annotation_ids_from_zero_or_repeated_score_as_clean_ones(ids):
     ({"device": "cuda:7"}, "device: cuda:7 asked for, but this machine has"),
 ])
 def test_option_values_out_of_range_are_one_line_naming_the_option(options, message):
-    from mobilenets.classification import ConfigError, make_config
+    from mobilenets.tasks.classification import ConfigError, make_config
 
     with pytest.raises(ConfigError) as info:
         make_config(**options)
@@ -73,8 +73,8 @@ def test_option_values_out_of_range_are_one_line_naming_the_option(options, mess
 
 
 def test_detection_options_out_of_range(tmp_path):
-    from mobilenets.detection.config import make_detect_config
     from mobilenets.recipes import ConfigError
+    from mobilenets.tasks.detection.config import make_detect_config
 
     for options, message in (({"width": 50}, "width: must be in (0, 4]"), ({"image_size": 8192}, "image_size: must"),
                              ({"synthetic_val_size": 0}, "synthetic_val_size: must be > 0")):
@@ -134,8 +134,8 @@ def test_a_detector_is_not_loaded_as_a_classifier(detector_run):
 
 
 def test_a_corrupt_coco_image_is_skipped_and_counted_like_a_missing_one(tmp_path):
-    from mobilenets.detection.coco import CocoDetection
-    from mobilenets.detection.synthetic import ANNOTATION_FILE, SyntheticDetection, write_coco
+    from mobilenets.tasks.detection.coco import CocoDetection
+    from mobilenets.tasks.detection.synthetic import ANNOTATION_FILE, SyntheticDetection, write_coco
 
     write_coco(SyntheticDetection("train", size=64, length=4), tmp_path)
     images = sorted(p for p in tmp_path.iterdir() if p.suffix == ".png")
@@ -150,7 +150,7 @@ def test_a_corrupt_coco_image_is_skipped_and_counted_like_a_missing_one(tmp_path
 def test_boxes_without_area_are_left_out_and_counted(tmp_path, caplog):
     import json
 
-    from mobilenets.detection.coco import CocoDetection
+    from mobilenets.tasks.detection.coco import CocoDetection
 
     Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
     boxes = [[4, 4, 20, 20], [30, 10, -6, 12], [10, 10, 8, 0], [70, 10, 5, 5]]  # fine, negative, flat, outside
@@ -170,8 +170,8 @@ def test_a_string_category_id_is_one_line_naming_the_file(tmp_path):
     import json
 
     from mobilenets.data import DataError
-    from mobilenets.detection.coco import CocoDetection
-    from mobilenets.detection.synthetic import ANNOTATION_FILE, SyntheticDetection, write_coco
+    from mobilenets.tasks.detection.coco import CocoDetection
+    from mobilenets.tasks.detection.synthetic import ANNOTATION_FILE, SyntheticDetection, write_coco
 
     write_coco(SyntheticDetection("train", size=64, length=2), tmp_path)
     coco = json.loads((tmp_path / ANNOTATION_FILE).read_text())
@@ -203,8 +203,8 @@ def test_file_and_class_names_that_are_not_utf8_are_logged_plotted_and_printed(t
     import subprocess
     import sys
 
-    from mobilenets.classification import train
     from mobilenets.cli import main
+    from mobilenets.tasks.classification import train
 
     root = os.fsencode(tmp_path / "data")
     try:
@@ -302,9 +302,9 @@ def test_files_written_together_keep_the_old_ones_when_a_write_runs_out_of_room(
 
 
 def test_a_classifier_exported_at_another_resolution_records_that_preprocessing(classifier_run, tmp_path):
-    from mobilenets.classification.checkpoint import load_classifier
-    from mobilenets.classification.export import export_classifier
-    from mobilenets.classification.predict import predict
+    from mobilenets.tasks.classification.checkpoint import load_classifier
+    from mobilenets.tasks.classification.export import export_classifier
+    from mobilenets.tasks.classification.predict import predict
 
     checkpoint = classifier_run[0] / "best.safetensors"
     trained = load_classifier(checkpoint).preprocess
@@ -323,8 +323,8 @@ def test_a_recorded_recipe_from_another_machine_loads_and_is_checked_only_where_
     without --data, or QAT) drops the device and names the missing data folder, with the file."""
 
     import mobilenets
-    from mobilenets.classification.checkpoint import load_classifier, recorded_training
     from mobilenets.recipes import ConfigError
+    from mobilenets.tasks.classification.checkpoint import load_classifier, recorded_training
     from mobilenets.weights.io import save as save_model
 
     trained = load_classifier(classifier_run[0] / "best.safetensors")
@@ -345,7 +345,7 @@ def test_a_classifier_saved_with_a_model_option_that_changes_nothing_still_loads
     """Saved before such options were refused (minimal with se=False): the model and its recorded recipe load
     without it."""
     import mobilenets
-    from mobilenets.classification.checkpoint import load_classifier, recorded_training
+    from mobilenets.tasks.classification.checkpoint import load_classifier, recorded_training
     from mobilenets.weights.io import save as save_model
 
     trained = load_classifier(classifier_run[0] / "best.safetensors")

@@ -207,8 +207,8 @@ def _detector_onnx(folder: Path, runs: Runs, classes: int | None = None, names: 
     named `names` if given, with `meta`'s entries (e.g. a train_config)."""
     from dataclasses import replace
 
-    from mobilenets.detection.checkpoint import load_detector
-    from mobilenets.detection.export import export_detector
+    from mobilenets.tasks.detection.checkpoint import load_detector
+    from mobilenets.tasks.detection.export import export_detector
 
     detector = load_detector(runs.detector / "best.safetensors")
     if classes is not None:

@@ -20,10 +20,10 @@ from conftest import DETECTOR_RUN as TINY
 from PIL import Image
 
 import mobilenets
-from mobilenets.detection import train_detector
-from mobilenets.detection.checkpoint import load_detector
-from mobilenets.detection.evaluate import coco_evaluate
-from mobilenets.detection.synthetic import SyntheticDetection, write_coco
+from mobilenets.tasks.detection import train_detector
+from mobilenets.tasks.detection.checkpoint import load_detector
+from mobilenets.tasks.detection.evaluate import coco_evaluate
+from mobilenets.tasks.detection.synthetic import SyntheticDetection, write_coco
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -142,8 +142,8 @@ def test_overfit_check_passes_on_a_handful_of_images(tmp_path):
 
 
 def test_overfit_check_fails_clearly_when_the_loss_cannot_learn(tmp_path, monkeypatch):
-    from mobilenets.detection import task as detect_task
     from mobilenets.engine import TrainingError as DetectTrainingError
+    from mobilenets.tasks.detection import task as detect_task
 
     data = _plain_boxes_dataset(tmp_path / "data")
     monkeypatch.setattr(detect_task, "CenterNetCriterion", _FrozenLoss)
@@ -262,7 +262,7 @@ def test_pretrained_backbone_from_a_downloaded_registry_entry(tmp_path, file_ser
                                 sha256=digest)
     monkeypatch.setitem(registry.REGISTRY, name, entry)
     monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
-    from mobilenets.detection.checkpoint import pretrained_detector
+    from mobilenets.tasks.detection.checkpoint import pretrained_detector
 
     model, description = pretrained_detector(name, backbone="mobilenet_v3_small", width_mult=1.0, num_classes=3)
     assert "torchvision layout, classifier dropped" in description

@@ -15,9 +15,9 @@ from pycocotools.coco import COCO
 
 from mobilenets.data import DataError
 from mobilenets.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from mobilenets.detection.coco import CocoDetection, find_coco_layout
-from mobilenets.detection.synthetic import ANNOTATION_FILE, MAX_OBJECTS, SyntheticDetection, write_coco
-from mobilenets.detection.transforms import (
+from mobilenets.tasks.detection.coco import CocoDetection, find_coco_layout
+from mobilenets.tasks.detection.synthetic import ANNOTATION_FILE, MAX_OBJECTS, SyntheticDetection, write_coco
+from mobilenets.tasks.detection.transforms import (
     boxes_to_input,
     boxes_to_original,
     collate,

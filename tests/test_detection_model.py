@@ -15,7 +15,8 @@ from torchvision.ops import box_iou
 
 import mobilenets
 from mobilenets.deploy import export_graph
-from mobilenets.detection import (
+from mobilenets.profile import profile
+from mobilenets.tasks.detection import (
     centernet_loss,
     coco_evaluate,
     create_detector,
@@ -26,8 +27,7 @@ from mobilenets.detection import (
     gaussian_radius,
     to_coco_results,
 )
-from mobilenets.detection.decode import local_maxima, peaks_above, top_k_flat
-from mobilenets.profile import profile
+from mobilenets.tasks.detection.decode import local_maxima, peaks_above, top_k_flat
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -265,7 +265,7 @@ def test_decode_above_a_threshold_tests_only_the_logits_over_it_and_matches_the_
     assert peaks_above(heat, floor, 100) is not None  # few rows reach over it: the sparse search runs
     sparse = decode(heat, size, offset, threshold=0.3, k=12)
     assert decode(heat[:0], size[:0], offset[:0], threshold=0.3) == []  # an empty batch
-    decode_module = importlib.import_module("mobilenets.detection.decode")  # the package's `decode` is the function
+    decode_module = importlib.import_module("mobilenets.tasks.detection.decode")  # not the function `decode`
     monkeypatch.setattr(decode_module, "SPARSE_SHARE", -1.0)  # no share is small enough: the dense path
     assert peaks_above(heat, floor, 100) is None
     dense = decode(heat, size, offset, threshold=0.3, k=12)

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from mobilenets.classification import TrainConfig
 from mobilenets.data.wrappers import EpochSeeded
-from mobilenets.detection.config import DetectConfig
 from mobilenets.engine import Task, TaskData, TrainingOptions, fit
 from mobilenets.engine.run_files import RunFolderError
 from mobilenets.recipes import ConfigError, add_options, option, options_given
+from mobilenets.tasks.classification import TrainConfig
+from mobilenets.tasks.detection.config import DetectConfig
 from mobilenets.weights import WeightsError
 
 
@@ -160,8 +160,8 @@ def test_small_data_too_many_workers_and_one_class_are_said_and_trained_on(tmp_p
     from PIL import Image
 
     from mobilenets import cpu
-    from mobilenets.classification.task import CLASSIFICATION
     from mobilenets.engine import trainer
+    from mobilenets.tasks.classification.task import CLASSIFICATION
 
     monkeypatch.setattr(cpu, "available_cores", lambda: 2)
     monkeypatch.setattr(trainer, "DataLoader", lambda *args, **kwargs: (kwargs["num_workers"], kwargs["batch_size"]))

@@ -13,8 +13,9 @@ from torch import nn
 
 import mobilenets
 from mobilenets.cli import main
+from mobilenets.deploy import load_exported
 from mobilenets.deploy.executorch import choose_float_groups, export_pte
-from mobilenets.deploy.runtime import load_exported, sidecar_path
+from mobilenets.deploy.runtime import sidecar_path
 
 pytest.importorskip("executorch")
 
@@ -141,7 +142,7 @@ def test_int8_export_of_a_checkpoint_reports_against_fp32(tmp_path, capsys, clas
 
 def test_a_detector_exports_to_a_program_with_pytorchs_outputs(tmp_path, capsys, detector_run):
     """Its neck's nearest upsampling runs on XNNPACK as the transposed convolution it equals."""
-    from mobilenets.detection.checkpoint import load_detector
+    from mobilenets.tasks.detection.checkpoint import load_detector
 
     checkpoint = detector_run[0] / "best.safetensors"
     detector = load_detector(checkpoint)

@@ -20,8 +20,9 @@ def test_ci_runs_the_readme_commands():
 
 def test_adding_a_task_guide_shows_the_real_classification_task():
     guide = (ROOT / "docs" / "adding-a-task.md").read_text()
-    source = (ROOT / "src" / "mobilenets" / "classification" / "task.py").read_text()
+    package = ROOT / "src" / "mobilenets" / "tasks" / "classification"
+    source = "\n".join(path.read_text() for path in sorted(package.glob("*.py")))
     blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
-    assert len(blocks) == 2 and "class ClassificationTask(Task):" in blocks[0]
+    assert len(blocks) == 3 and "class ClassificationTask(Task):" in blocks[0] and "register_task(" in blocks[2]
     for block in blocks:
         assert block in source

@@ -79,7 +79,7 @@ def post(url: str, body: bytes, content_type: str = "image/png", key: str | None
 
 @pytest.fixture(scope="module")
 def classifier_onnx(classifier_run, tmp_path_factory):
-    from mobilenets.classification.export import export_classifier
+    from mobilenets.tasks.classification.export import export_classifier
 
     path = tmp_path_factory.mktemp("served") / "classifier.onnx"
     return export_classifier(classifier_run[0] / "best.safetensors", "onnx", path, dynamic_batch=True).path
@@ -113,9 +113,9 @@ def test_detector_answers_coco_boxes_in_the_images_pixels(detector_run, tmp_path
     from fastapi.testclient import TestClient
     from torchvision.ops import box_iou
 
-    from mobilenets.detection.inference import predict_images
-    from mobilenets.detection.synthetic import SyntheticDetection
     from mobilenets.serve import app as served
+    from mobilenets.tasks.detection.inference import predict_images
+    from mobilenets.tasks.detection.synthetic import SyntheticDetection
 
     decoded, decode_rgb = [], served.decode_rgb
 
@@ -194,9 +194,9 @@ def test_requests_arriving_together_share_model_runs_of_at_most_the_batch_size()
 
 def test_serving_starts_after_running_the_largest_batch_and_the_small_sizes_twice(classifier_run,
                                                                                       classifier_onnx, tmp_path):
-    from mobilenets.classification.export import export_classifier
     from mobilenets.serve.app import _warm_up_batches
     from mobilenets.serve.servable import load_servable
+    from mobilenets.tasks.classification.export import export_classifier
 
     runs: list[list[str]] = []
 
@@ -494,8 +494,8 @@ def test_class_names_that_were_not_utf8_are_answered_escaped_and_a_blank_api_key
 
     from fastapi.testclient import TestClient
 
-    from mobilenets.classification.checkpoint import load_classifier
-    from mobilenets.serve.servable import ServedClassifier
+    from mobilenets.tasks.classification.checkpoint import load_classifier
+    from mobilenets.tasks.classification.serve import ServedClassifier
 
     classifier = load_classifier(classifier_onnx)
     names = ["\udcffbad", *classifier.classes[1:]]  # a folder name with the byte 0xff, as os.listdir gives it

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import mobilenets
 import mobilenets.cpu
-from mobilenets.classification import TrainingError, evaluate, make_config, train
+from mobilenets.tasks.classification import TrainingError, evaluate, load_classifier, make_config, train
 from mobilenets.weights import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_eval_of_saved_checkpoint_reproduces_logged_metrics(finished_run):
             best = metrics(out)[-1]
         assert report["top1"] == pytest.approx(float(best["top1"]), abs=1e-9)
         assert report["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-5)
-        assert set(report["per_class"]) == set(mobilenets.classification.load_classifier(out / checkpoint).classes)
+        assert set(report["per_class"]) == set(load_classifier(out / checkpoint).classes)
 
 
 def test_same_seed_same_weights(tmp_path, finished_run):
@@ -153,7 +153,7 @@ def test_fine_tuning_reinitialises_the_classifier_and_corrupt_files_are_skipped_
     tuned = result.model.state_dict()
     assert torch.equal(tuned["features.3.depthwise.0.weight"].cpu(), pretrained["features.3.depthwise.0.weight"])
     assert tuned["head.fc.weight"].shape[0] == 3
-    assert mobilenets.classification.load_classifier(tmp_path / "run" / "best.safetensors").classes == ["a", "b", "c"]
+    assert load_classifier(tmp_path / "run" / "best.safetensors").classes == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(("option", "message"), [
@@ -237,7 +237,7 @@ def test_eval_refuses_a_pickle_that_runs_code(tmp_path):
 
 DDP_SCRIPT = """
 import os, sys, torch
-from mobilenets.classification import train
+from mobilenets.tasks.classification import train
 options = dict(model="mobilenet_v3_small", width=0.25, image_size=32, synthetic_train_size=64,
                synthetic_val_size=16, batch_size=16, epochs=1, workers=0, output=sys.argv[1])
 result = train(progress=False, **options)

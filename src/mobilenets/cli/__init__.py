@@ -15,14 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .. import __version__
+from .._version import __version__
 from ..engine import TrainingError
 from ..extras import MissingExtra
 from ..models import MAX_WIDTH, MobileNet, architecture_options, build_model, list_models
 from ..recipes import add_options, integer_at_least, number_in, options_given, path_text
+from ..tasks import get_task, list_tasks
 
 MAX_CLASSES = 100_000  # a classifier over more would hold gigabytes of weights (ImageNet-21k has 21,841 classes)
-COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "detect", "serve", "experiment")
+# the commands of this package; a task brings its own (`TaskDefinition.add_commands`: `mobilenets detect ...`)
+COMMANDS = ("profile", "train", "evaluate", "predict", "export", "bench", "serve", "experiment")
 
 
 # what the API raises for bad input: ValueError (ConfigError, DataError, WeightsError) or FileNotFoundError; a
@@ -90,12 +92,15 @@ def _train(kind: type, make_config: Callable[..., Any], train: Callable[[Any], A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `mobilenets` parser with every command in COMMANDS registered."""
+    """The `mobilenets` parser with every command in COMMANDS and every task's commands registered."""
     parser = ArgumentParser(prog="mobilenets", description="MobileNet V1/V2/V3 model zoo.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+    for task in map(get_task, list_tasks()):
+        if task.add_commands is not None:
+            task.add_commands(subparsers)
     return parser
 
 
@@ -110,7 +115,7 @@ def add_model_source(parser: argparse.ArgumentParser, what: str = "classifier") 
 
 def model_source(args: argparse.Namespace) -> str:
     """The file `add_model_source`'s options name; CommandError for a --model that is not an exported file."""
-    from ..deploy.runtime import EXPORTED_SUFFIXES
+    from ..deploy.formats import EXPORTED_SUFFIXES
 
     if args.model is not None and Path(args.model).suffix not in EXPORTED_SUFFIXES:
         raise CommandError(f"{args.model}: not an exported model (expected {' or '.join(EXPORTED_SUFFIXES)}; a "

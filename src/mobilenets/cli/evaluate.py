@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from .._atomic import writable
-from ..classification.evaluate import evaluate
 from ..recipes import integer_at_least, path_text
+from ..tasks.classification.evaluate import evaluate
 from . import CommandError, add_model_source, model_source
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from .. import cpu
-from ..classification.export import export_classifier
-from ..deploy import FLOAT_GROUPS, FORMATS, Int8Report, choose_weight_range, export
+from ..deploy import FLOAT_GROUPS, Int8Report, check_request, choose_weight_range, export, list_formats
 from ..deploy.quantize import checked_groups
 from ..recipes import path_problems, path_text, resolution
+from ..tasks.classification.export import export_classifier
 from . import CommandError, add_model_arguments, model_from_args
 
 
@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "operator on XNNPACK), its metadata in <output>.json.")
     add_model_arguments(p, name_required=False)
     p.add_argument("--checkpoint", metavar="C", help="best.safetensors or last.pt of a training run")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--format", required=True, choices=[f.name for f in list_formats("classification")])
     p.add_argument("--resolution", type=resolution, metavar="R",
                    help="input size (default: the checkpoint's, else 224)")
     p.add_argument("--dynamic-batch", action="store_true", help="onnx, torchscript, pt2: any batch size at run "
@@ -64,28 +64,16 @@ def run(args: argparse.Namespace) -> int:
     """Export NAME (random weights) or a trained --checkpoint, and print where it went and the int8 report."""
     if (args.name is None) == (args.checkpoint is None):
         raise CommandError("give either a model NAME or --checkpoint, not both")
-    if args.int8 and args.format not in ("onnx", "executorch"):
-        raise CommandError("--int8 needs --format onnx or executorch")
-    onnx_only = {"--dynamic-batch": args.dynamic_batch or None, "--full-range and --reduce-range": args.reduce_range}
-    if args.format == "executorch" and (given := [flag for flag, value in onnx_only.items() if value is not None]):
-        raise CommandError(f"{given[0]} {'are' if ' and ' in given[0] else 'is'} not for --format executorch "
-                           f"(batch 1, XNNPACK's 8-bit int8)")
-    if args.qat_epochs < 0:
-        raise CommandError(f"--qat-epochs must be 0 or more, got {args.qat_epochs}")
-    if args.qat_epochs and not (args.int8 and args.checkpoint):
-        raise CommandError("--qat-epochs needs --int8 and a trained --checkpoint")
-    int8_only = {"--full-range and --reduce-range": args.reduce_range, "--calibration": args.calibration,
-                 "--keep-float": args.keep_float, "--val": args.val}
-    if not args.int8 and (given := [flag for flag, value in int8_only.items() if value is not None]):
-        raise CommandError(f"{given[0]} {'need' if ' and ' in given[0] else 'needs'} --int8")
+    int8 = {"int8": args.int8, "calibration": args.calibration, "keep_float": args.keep_float,
+            "reduce_range": args.reduce_range}
+    check_request(args.format, "classification", dynamic_batch=args.dynamic_batch,
+                  qat_epochs=args.qat_epochs, val=args.val, **int8)
     if args.val is not None and args.checkpoint is None:
         raise CommandError("--val needs a trained --checkpoint (a zoo model's random weights have no labels)")
     if problems := path_problems(folders={"--calibration": args.calibration, "--val": args.val}):
         raise CommandError(problems[0])
     if args.int8 and args.format == "onnx":  # quantize and the QAT grid: choose_weight_range is their one source
         print(f"int8 weights: {choose_weight_range(args.reduce_range)}")
-    int8 = {"int8": args.int8, "calibration": args.calibration, "keep_float": args.keep_float,
-            "reduce_range": args.reduce_range}
     if args.checkpoint is not None:
         exported = export_classifier(args.checkpoint, args.format, args.output, resolution=args.resolution,
                                      dynamic_batch=args.dynamic_batch, val=args.val, qat_epochs=args.qat_epochs,
@@ -93,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = model_from_args(args)
         exported = export(model, args.format, args.output, resolution=args.resolution or 224,
-                          dynamic_batch=args.dynamic_batch, metadata={"model": model.config}, **int8)
+                          dynamic_batch=args.dynamic_batch, metadata={"model": model.config},
+                          qat_epochs=args.qat_epochs, **int8)
     if exported.int8 is not None:
         _print_int8(exported.int8)
     size = exported.resolution

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..classification.predict import predict
 from ..recipes import path_text
+from ..tasks.classification.predict import predict
 from . import CommandError, add_model_source, model_source
 
 

@@ -6,9 +6,9 @@ import argparse
 import os
 import socket
 
-from ..detection.decode import SCORE_THRESHOLD
 from ..extras import require
 from ..recipes import integer_at_least, number_in
+from ..tasks.detection.decode import SCORE_THRESHOLD
 from . import CommandError, add_model_source, model_source
 
 API_KEY_VARIABLE = "MOBILENETS_API_KEY"

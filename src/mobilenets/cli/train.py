@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..classification.config import TrainConfig, make_config
-from ..classification.task import train
+from ..tasks.classification.config import TrainConfig, make_config
+from ..tasks.classification.task import train
 from . import add_training_command
 
 

@@ -43,7 +43,7 @@ class EpochSeeded(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         item = self.base[index]
-        # the CPU generator only: torch.manual_seed also reseeds every accelerator, 100x slower per call
+        # the CPU generator only: torch.manual_seed also reseeds every accelerator, far slower per call
         torch.default_generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
         return self.transform(*item)
 

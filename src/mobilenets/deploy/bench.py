@@ -24,8 +24,9 @@ from ..profile import profile
 from ..weights.registry import list_published
 from .executorch import export_pte
 from .export import export_graph, fold_batchnorm
+from .formats import load_exported
 from .quantize import calibration_batches, quantize
-from .runtime import OnnxModel, load_exported
+from .runtime import OnnxModel
 from .timing import interleaved, median_p90, round_count, seconds
 
 BACKENDS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "onnxruntime-int8", "executorch",

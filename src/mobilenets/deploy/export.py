@@ -7,9 +7,9 @@ the exporter's ReduceMean over height and width: the same maths, but onnxruntime
 blocked NCHWc layout (about half of MobileNetV3's layout reorders go) and quantizes it. Squeeze-excitation's
 channel scale is broadcast to the feature map's size by a nearest Resize before its Mul: onnxruntime runs a Mul
 of two equal shapes in NCHWc but reorders both operands out and the product back for a broadcast Mul, so the
-Resize removes the other half (fp32 V3 3–10% faster than the same export without it; other runtimes pay one
-small Resize per SE block; `quantize` drops it again, int8 kernels broadcast natively). The preprocessing the
-model expects is written into the model's metadata (`mobilenets.preprocess`), beside its class names.
+Resize removes the other half (fp32 V3 faster than the same export without it: docs/benchmarks.md; other
+runtimes pay one small Resize per SE block; `quantize` drops it again, int8 kernels broadcast natively). The
+preprocessing the model expects is written into the model's metadata (`mobilenets.preprocess`), beside its class names.
 """
 
 from __future__ import annotations
@@ -29,25 +29,12 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops import FrozenBatchNorm2d
 
 from .._atomic import atomic_path
-from .runtime import EXPORTED_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript", "pt2", "executorch")  # export_graph writes the first three; executorch.py the last
 OPSET = 18
-SUFFIXES = {model.format: suffix for suffix, model in EXPORTED_SUFFIXES.items()}  # formats `load_exported` opens
+
 CHANNEL_BROADCAST = "channel_broadcast"  # name prefix of the Resize nodes `_broadcast_channel_scales` adds
-
-
-def check_suffix(format: str, output: str | Path) -> None:
-    """ValueError naming `output` when its suffix is another format's (`load_exported` goes by the suffix) or a
-    checkpoint's."""
-    suffix = Path(output).suffix
-    if suffix == ".safetensors":
-        raise ValueError(f"{output}: a .safetensors name is a checkpoint's, not a name for the {format} format")
-    if suffix in SUFFIXES.values() and suffix != SUFFIXES.get(format):
-        raise ValueError(f"{output}: a {suffix} name for the {format} format (use "
-                         f"{SUFFIXES.get(format, 'another suffix')})")
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -153,6 +140,29 @@ def _broadcast_channel_scales(graph, types: dict) -> None:
                 break
 
 
+def _torchscript(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, meta: dict[str, str],
+                 output_names: list[str]) -> None:
+    log.warning("TorchScript is deprecated in PyTorch; torch.export's pt2 format (--format pt2) succeeds it")
+    with warnings.catch_warnings():  # the line above instead of torch's three, one per jit call
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        scripted = torch.jit.freeze(torch.jit.script(model))
+        with atomic_path(path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={k: v.encode() for k, v in meta.items()})
+
+
+def _pt2(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, meta: dict[str, str],
+         output_names: list[str]) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1024) if dynamic_batch else None
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},) if batch else None)
+    archive = io.BytesIO()  # torch.export.save wants a name ending in .pt2 or a buffer, not our temp name
+    torch.export.save(program, archive, extra_files=meta)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(archive.getvalue())
+
+
+_GRAPH_WRITERS = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}
+
+
 def export_graph(model: nn.Module, format: str, output: str | Path, *, resolution: int = 224,
                  dynamic_batch: bool = False, metadata: dict[str, Any] | None = None,
                  output_names: list[str] | None = None) -> Path:
@@ -161,28 +171,13 @@ def export_graph(model: nn.Module, format: str, output: str | Path, *, resolutio
     `metadata` (e.g. class names, preprocessing) goes into the ONNX metadata or the TorchScript extra files;
     `output_names` name the ONNX outputs (default: one output, `logits`).
     """
-    if format not in FORMATS[:3]:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS[:3])}")
+    if format not in _GRAPH_WRITERS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(_GRAPH_WRITERS)}")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     folded = fold_batchnorm(model)
     example = torch.randn(2 if dynamic_batch else 1, 3, resolution, resolution)
     meta = {f"mobilenets.{k}": json.dumps(v) for k, v in (metadata or {}).items()}
     with torch.no_grad():
-        if format == "onnx":
-            _onnx(folded, example, output, dynamic_batch, meta, output_names or ["logits"])
-        elif format == "torchscript":
-            log.warning("TorchScript is deprecated in PyTorch; torch.export's pt2 format (--format pt2) succeeds it")
-            with warnings.catch_warnings():  # the line above instead of torch's three, one per jit call
-                warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
-                scripted = torch.jit.freeze(torch.jit.script(folded))
-                with atomic_path(output) as tmp:
-                    torch.jit.save(scripted, str(tmp), _extra_files={k: v.encode() for k, v in meta.items()})
-        else:
-            batch = torch.export.Dim("batch", min=1, max=1024) if dynamic_batch else None
-            program = torch.export.export(folded, (example,), dynamic_shapes=({0: batch},) if batch else None)
-            archive = io.BytesIO()  # torch.export.save wants a name ending in .pt2 or a buffer, not our temp name
-            torch.export.save(program, archive, extra_files=meta)
-            with atomic_path(output) as tmp:
-                tmp.write_bytes(archive.getvalue())
+        _GRAPH_WRITERS[format](folded, example, output, dynamic_batch, meta, output_names or ["logits"])
     return output

@@ -17,7 +17,8 @@ from torch import nn
 from .._atomic import writable
 from ..data.transforms import Preprocess, default_preprocess
 from .executorch import choose_float_groups, export_pte
-from .export import FORMATS, check_suffix, export_graph
+from .export import export_graph
+from .formats import check_request, load_exported
 from .qat import finetune_for_int8
 from .quantize import (
     FloatGroups,
@@ -28,7 +29,6 @@ from .quantize import (
     compare,
     quantize,
 )
-from .runtime import load_exported
 
 
 class ReportImages(NamedTuple):
@@ -66,7 +66,8 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
            metadata: dict[str, Any] | None = None, output_names: list[str] | None = None, int8: bool = False,
            preprocess: Preprocess | None = None, calibration: str | Path | None = None,
            report: ReportImages | None = None, qat_loader: Iterable | None = None, qat_epochs: int = 0,
-           keep_float: Iterable[str] | None = None, reduce_range: bool | None = None) -> Exported:
+           keep_float: Iterable[str] | None = None, reduce_range: bool | None = None,
+           task: str = "classification") -> Exported:
     """Write `model` (BN folded, eval mode) as `format` to `output`: 'onnx', 'torchscript', 'pt2', or 'executorch'
     (a `.pte` for batch 1 lowered to XNNPACK, its metadata in `<output>.json`).
 
@@ -77,28 +78,21 @@ def export(model: nn.Module, format: str, output: str | Path, *, resolution: int
     `resolution`), compared with fp32 on `report` (default: 64 unlabelled built-in shapes), after `qat_epochs`
     epochs of quantization-aware fine-tuning on `qat_loader`; `keep_float`: layer groups left in float (default:
     none for onnx, for executorch those XNNPACK runs faster in float on this CPU, `choose_float_groups`);
-    `reduce_range` (onnx only) as in `quantize`.
+    `reduce_range` (onnx only) as in `quantize`. `task`: the task whose model it is, which decides the formats
+    and options it takes (`list_formats`; a zoo network is a classifier).
     """
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    row = check_request(format, task, output, int8=int8, dynamic_batch=dynamic_batch,
+                        reduce_range=reduce_range, qat_epochs=qat_epochs, calibration=calibration,
+                        keep_float=keep_float)
+    if qat_epochs and qat_loader is None:
+        raise ValueError("--qat-epochs needs --int8 and a trained --checkpoint (qat_loader: its training data)")
     pte = format == "executorch"
-    if pte and dynamic_batch:
-        raise ValueError("the executorch format takes batch 1 (what a phone app runs); dynamic_batch is for onnx")
-    if int8 and format not in ("onnx", "executorch"):
-        raise ValueError(f"int8 needs the onnx or executorch format, not {format}")
-    if pte and reduce_range is not None:
-        raise ValueError("reduce_range is for the onnx format (XNNPACK's int8 is 8-bit throughout)")
     in_float = choose_float_groups(keep_float) if pte else \
         FloatGroups(checked_groups(keep_float or ()), "as asked" if keep_float is not None else "the default")
-    check_suffix(format, output)
     writable(output)
     if not int8:
-        if pte:
-            return Exported(export_pte(model, output, resolution=resolution, metadata=metadata), resolution)
-        return Exported(export_graph(model, format, output, resolution=resolution, dynamic_batch=dynamic_batch,
-                                     metadata=metadata, output_names=output_names), resolution)
-    if qat_epochs < 0 or (qat_epochs and qat_loader is None):
-        raise ValueError(f"qat_epochs must be 0 or more, with training data (qat_loader); got {qat_epochs}")
+        return Exported(row.write(model, output, resolution=resolution, dynamic_batch=dynamic_batch,
+                                  metadata=metadata, output_names=output_names), resolution)
     preprocess = default_preprocess(resolution) if preprocess is None else preprocess.at(resolution)
     calibration_data = calibration_batches(calibration, preprocess)  # the folder checked before the work
     if qat_epochs:  # XNNPACK's int8 weights are on the full 8-bit grid

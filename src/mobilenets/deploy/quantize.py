@@ -2,7 +2,7 @@
 
 Per-channel int8 weights and uint8 activations in the QDQ format, calibrated on real images. onnxruntime's
 `quant_pre_process` runs first: without it ReLU6's Clip bounds stay as separate nodes and the quantized model
-gets slower, not faster (../shared/reference/PERFORMANCE.md). Weights use 8 bits on CPUs with VNNI (ARM: the dot
+gets slower, not faster. Weights use 8 bits on CPUs with VNNI (ARM: the dot
 product) and 7 elsewhere, unless told (`choose_weight_range`): onnxruntime's u8s8 kernels on x86 CPUs without VNNI
 add pairs of u8 x s8 products in 16 bits, which saturate with 8-bit weights (the default trained model on such a
 CPU: 92% top-1 agreement with fp32 at 8 bits, 99% at 7; docs/benchmarks.md). Layer groups that cost accuracy in
@@ -204,7 +204,8 @@ def _name_nodes(graph) -> None:
 
 def _drop_channel_broadcasts(graph) -> None:
     """Remove the Resize nodes `export` puts before squeeze-excitation's Mul, in place: they keep fp32 in
-    onnxruntime's NCHWc layout, but int8 kernels broadcast natively and the Resize made V3 int8 4–9% slower."""
+    onnxruntime's NCHWc layout, but int8 kernels broadcast natively and the Resize only slows them
+    (docs/benchmarks.md)."""
     ours = f"{CHANNEL_BROADCAST}/"
     for resize in [n for n in graph.node if n.op_type == "Resize" and n.name.startswith(ours)]:
         for node in graph.node:

@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from ..extras import require
-
 PTE_MAGIC = b"ET"  # bytes 4-5 of every ExecuTorch program ("ET12" and later versions)
 METADATA_PREFIX = "mobilenets."
 
@@ -187,8 +185,7 @@ def onnx_session(path: Path, threads: int, *, spinning: bool = True):
     """An onnxruntime CPU session with every graph optimisation and `threads` intra-op threads (0: its default).
 
     `spinning=False` stops its threads busy-waiting after each run: right when the network is all there is,
-    wrong when Python pre- and post-processing share the cores between runs (measured: end to end 55 -> 48 ms
-    for a CenterNet at 512 on 2 cores)."""
+    wrong when Python pre- and post-processing share the cores between runs (docs/benchmarks.md measures it)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -200,22 +197,3 @@ def onnx_session(path: Path, threads: int, *, spinning: bool = True):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...) for foreign files
         raise ValueError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
-
-
-EXPORTED_SUFFIXES = {".onnx": OnnxModel, ".pte": PteModel}
-
-
-def load_exported(path: str | Path, *, threads: int | None = None, spinning: bool = True) -> ExportedModel:
-    """An exported model by its suffix: `.onnx` (onnxruntime) or `.pte` (ExecuTorch, needs the [executorch]
-    extra). ValueError naming the file for a missing file, another suffix, or a file its runtime refuses.
-    `spinning=False`: onnxruntime's threads sleep between runs (see `onnx_session`)."""
-    path = Path(path)
-    if path.suffix not in EXPORTED_SUFFIXES:
-        raise ValueError(f"{path}: not an exported model (expected {' or '.join(EXPORTED_SUFFIXES)})")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".pte":
-        require("executorch", "executorch", f"running {path.name}")
-    if path.suffix == ".onnx":
-        return OnnxModel(path, threads, spinning=spinning)
-    return PteModel(path, threads)

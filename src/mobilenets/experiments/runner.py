@@ -12,10 +12,10 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import yaml
@@ -26,8 +26,8 @@ from .._atomic import write_text
 from ..deploy.bench import BACKENDS, make_runner
 from ..deploy.timing import interleaved, median_p90
 from ..profile import profile
-from ..weights import load
-from .definitions import CLASSIFICATION, EXPERIMENTS, QUICK, Experiment, Variant
+from ..tasks import get_task
+from .definitions import EXPERIMENTS, QUICK, Experiment, Variant
 from .report import RunResult, write_report
 
 log = logging.getLogger(__name__)
@@ -165,36 +165,19 @@ def _trained(todo: Plan, variant: Variant, seed: int) -> RunResult:
     return _read_run(todo.experiment.task, folder, variant, seed)
 
 
-class _EntryPoints(NamedTuple):
-    """What the runner calls of a task's public API."""
-
-    make_config: Callable[..., Any]  # options -> checked training config (ConfigError naming a bad option)
-    train: Callable[..., Any]  # the task's one training function
-    network: Callable[[Path], torch.nn.Module]  # a run's checkpoint -> the network it trained
-
-
-def _entry_points(task: str) -> _EntryPoints:
-    """The training config, training function and checkpoint loader of `task` (imported when first needed)."""
-    if task == CLASSIFICATION:
-        from ..classification.config import make_config
-        from ..classification.task import train
-
-        return _EntryPoints(make_config, train, load)
-    from ..detection.checkpoint import load_detector
-    from ..detection.config import make_detect_config
-    from ..detection.task import train_detector
-
-    return _EntryPoints(make_detect_config, train_detector, lambda checkpoint: load_detector(checkpoint).model)
-
-
 def training_config(task: str, options: dict[str, Any]) -> Any:
     """The task's checked training config for `options` (ConfigError naming a bad option)."""
-    return _entry_points(task).make_config(**options)
+    return get_task(task).make_config(**options)
 
 
 def _train(task: str, options: dict[str, Any]) -> None:
-    task_api = _entry_points(task)
-    task_api.train(task_api.make_config(**options), progress=False)
+    definition = get_task(task)
+    definition.train(definition.make_config(**options), progress=False)
+
+
+def _network(task: str, checkpoint: Path) -> torch.nn.Module:
+    """The network a run of `task` trained, from its checkpoint."""
+    return get_task(task).load(checkpoint).model
 
 
 def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult:
@@ -214,7 +197,7 @@ def _read_run(task: str, folder: Path, variant: Variant, seed: int) -> RunResult
         reason = e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
         raise ExperimentError(f"{reading}: a finished run's file cannot be read ({reason}); remove {folder} to "
                               f"train the run again") from None
-    cost = profile(_entry_points(task).network(folder / "best.safetensors"), image_size)
+    cost = profile(_network(task, folder / "best.safetensors"), image_size)
     return RunResult(variant.label, seed, metrics, cost.params, cost.madds, seconds)
 
 
@@ -240,14 +223,14 @@ def _latencies(todo: Plan, backends: list[str], progress: bool) -> dict[str, dic
         if cached.pop("sizes", None) == sizes and set(cached) - {"cpu"} == set(backends):
             return cached
     measured: dict[str, dict[str, float]] = {}
-    network, threads = _entry_points(experiment.task).network, torch.get_num_threads()
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as work:
         for backend in tqdm(backends, desc="latency", unit="backend", disable=not progress):
             runners = {}
             for i, variant in enumerate(experiment.variants):
                 folder = Path(work) / f"{backend}-{i}"
                 folder.mkdir()
-                model = network(todo.run_folder(variant, todo.seeds[0]) / "best.safetensors")
+                model = _network(experiment.task, todo.run_folder(variant, todo.seeds[0]) / "best.safetensors")
                 size = sizes[variant.label]
                 runners[variant.label] = make_runner(model.eval(), backend, torch.randn(1, 3, size, size), folder,
                                                      threads)

@@ -26,7 +26,6 @@ from PIL import Image
 
 from .. import cpu
 from ..data.folder import DataError, TooManyPixels, decode_rgb
-from ..detection.decode import SCORE_THRESHOLD
 from .batching import MicroBatcher
 from .servable import Servable, load_servable
 
@@ -65,7 +64,7 @@ class _Metrics:
 
 def create_app(model: Servable | str | Path, *, max_batch_size: int = 16, max_delay_ms: float = 5.0,
                api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS,
-               cors_origins: list[str] | tuple[str, ...] = (), top_k: int = 5, threshold: float = SCORE_THRESHOLD,
+               cors_origins: list[str] | tuple[str, ...] = (), top_k: int = 5, threshold: float | None = None,
                prepare_threads: int | None = None) -> Any:
     """The ASGI app serving `model` (a Servable, or a checkpoint / `.onnx` / `.pte` path for `load_servable`).
 

@@ -21,6 +21,7 @@ from torch import nn
 from .._atomic import atomic_path
 from ..models import MobileNet, build_model
 from ..models.registry import without_idle_options
+from ..tasks import DEFAULT_TASK, checkpoint_task, get_task
 from .convert import CONFIG_KEY, META_KEY, STATE_FORMAT, Checkpoint, WeightsError, load_into, read_weights
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -54,10 +55,11 @@ def require_architecture(checkpoint: Checkpoint, asked: Mapping[str, tuple[Any, 
     (the value asked for, the option that asked, e.g. '--width'). What the checkpoint knows comes from its config
     (ours) or its published-weights entry; a foreign file without either is checked by shape when loaded."""
     known = {**(checkpoint.config or {}), **checkpoint.build_options}
-    what = "detector" if known.get("name") == "centernet" else known.get("name", "model")
-    if what == "detector" and "name" in asked:
-        raise WeightsError(f"{checkpoint.path}: a detector, not a {asked['name'][0]} (a detector's backbone "
-                           f"initialises a detector: mobilenets detect train --pretrained)")
+    task = get_task(checkpoint_task(checkpoint))
+    what = known.get("name", "model") if task.name == DEFAULT_TASK else task.noun
+    if task.name != DEFAULT_TASK and "name" in asked:
+        raise WeightsError(f"{checkpoint.path}: a {task.noun}, not a {asked['name'][0]} (it initialises a "
+                           f"{task.noun}'s training, with --pretrained)")
     for key, (wanted, option) in asked.items():
         have = known.get(key)
         if wanted is None or have is None or have == wanted:
@@ -89,6 +91,6 @@ def model_from_checkpoint(checkpoint: Checkpoint, build: Callable[..., Model] = 
 def load(path: str | Path) -> MobileNet:
     """Rebuild and fill a model saved by `save`: the same architecture, options and tensors."""
     checkpoint = read_weights(path)
-    if (checkpoint.config or {}).get("name") == "centernet":
-        raise WeightsError(f"{path}: a detector; load it with mobilenets.detection.load_detector")
+    if (task := checkpoint_task(checkpoint)) != DEFAULT_TASK:
+        raise WeightsError(f"{path}: a {get_task(task).noun}; load it with mobilenets.tasks.get_task({task!r}).load")
     return model_from_checkpoint(checkpoint)

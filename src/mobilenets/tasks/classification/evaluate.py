@@ -11,14 +11,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.folder import DataError, ImageFiles, resolve_image_folder, scan_image_folder
-from ..data.synthetic import SyntheticShapes
-from ..data.transforms import eval_transform
-from ..data.wrappers import ImageOnly, Transformed
-from ..engine.distributed import choose_device
-from ..engine.loop import autocast, images_to
-from ..plots import plot_confusion
-from ..progress import progress_bar
+from ...data.folder import DataError, ImageFiles, resolve_image_folder, scan_image_folder
+from ...data.synthetic import SyntheticShapes
+from ...data.transforms import eval_transform
+from ...data.wrappers import ImageOnly, Transformed
+from ...engine.distributed import choose_device
+from ...engine.loop import autocast, images_to
+from ...plots import plot_confusion
+from ...progress import progress_bar
 from .checkpoint import Classifier, load_classifier, recorded_training
 
 

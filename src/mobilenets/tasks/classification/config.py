@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import TrainingOptions, network_problems, synthetic_size_problems
-from ..models import list_models
-from ..recipes import (
+from ...engine.config import TrainingOptions, network_problems, synthetic_size_problems
+from ...models import list_models
+from ...recipes import (
     ConfigError,
     key_values,
     make_options,

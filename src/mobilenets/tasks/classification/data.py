@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..data.folder import ImageFiles, resolve_image_folder
-from ..data.synthetic import SHAPE_CLASSES, SyntheticShapes
-from ..data.transforms import Augment, default_preprocess, eval_transform, train_transform
-from ..data.wrappers import EpochSeeded, ImageOnly, InMemoryImages, Transformed
-from ..engine.task import TaskData
+from ...data.folder import ImageFiles, resolve_image_folder
+from ...data.synthetic import SHAPE_CLASSES, SyntheticShapes
+from ...data.transforms import Augment, default_preprocess, eval_transform, train_transform
+from ...data.wrappers import EpochSeeded, ImageOnly, InMemoryImages, Transformed
+from ...engine.task import TaskData
 from .config import TrainConfig
 
 

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import MobileNet, build_model
-from ..models.blocks import ClassifierHead
-from ..models.layers import ConvNormAct, NearestUpsample2x
-from ..models.mobilenet import init_weights
+from ...models import MobileNet, build_model
+from ...models.blocks import ClassifierHead
+from ...models.layers import ConvNormAct, NearestUpsample2x
+from ...models.mobilenet import init_weights
 
 DETECTORS = ("centernet",)
 HEAD_CONVS = ("separable", "full")  # the heads' 3x3 conv: depthwise-separable (TF2 zoo) or full (the paper)

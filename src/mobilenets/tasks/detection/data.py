@@ -7,9 +7,9 @@ from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
-from ..data.folder import DataError
-from ..data.wrappers import EpochSeeded, Transformed
-from ..engine.task import TaskData
+from ...data.folder import DataError
+from ...data.wrappers import EpochSeeded, Transformed
+from ...engine.task import TaskData
 from .coco import CocoDetection, find_coco_layout
 from .config import DetectConfig
 from .synthetic import SyntheticDetection

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._words import counted
-from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
-from ..recipes import checked_train_config
-from ..weights.convert import Checkpoint, WeightsError, load_into, read_weights
-from ..weights.io import model_from_checkpoint, require_architecture
-from ..weights.registry import open_weights
+from ..._words import counted
+from ...deploy.formats import EXPORTED_SUFFIXES, load_exported
+from ...deploy.runtime import ExportedModel, ExportedNetwork
+from ...recipes import checked_train_config
+from ...weights.convert import Checkpoint, WeightsError, load_into, read_weights
+from ...weights.io import model_from_checkpoint, require_architecture
+from ...weights.registry import open_weights
+from .. import checkpoint_task
 from .model import CenterNet, create_detector
 
 TASK = "detection"
@@ -41,7 +43,7 @@ def load_detector(path: str | Path) -> Detector:
 
 
 def _from_checkpoint(checkpoint: Checkpoint) -> Detector:
-    if (checkpoint.config or {}).get("name") != "centernet" or "classes" not in checkpoint.meta:
+    if checkpoint_task(checkpoint) != TASK or "classes" not in checkpoint.meta:
         raise WeightsError(f"{checkpoint.path}: not a detector saved by `mobilenets detect train`")
     model = model_from_checkpoint(checkpoint, create_detector).eval()
     return _detector_from(Path(checkpoint.path), model, model.num_classes, None, checkpoint.meta)
@@ -88,7 +90,7 @@ def pretrained_checkpoint(source: str | Path, *, backbone: str, width_mult: floa
     """`source` opened as initial weights for a detector (`create_detector` options): refused if it contradicts
     the architecture asked for (a detector's backbone and options, or a classifier's name and width)."""
     checkpoint = open_weights(source, backbone)
-    if (checkpoint.config or {}).get("name") == "centernet":
+    if checkpoint_task(checkpoint) == TASK:
         asked = {"backbone": backbone, "width_mult": width_mult, **options}
         require_architecture(checkpoint, {k: (v, f"--{'width' if k == 'width_mult' else k.replace('_', '-')}")
                                           for k, v in asked.items()})
@@ -105,7 +107,7 @@ def pretrained_detector(source: str | Path, *, backbone: str, width_mult: float,
     becomes the backbone, its classifier dropped. Returns the detector and a one-line description of what was
     loaded."""
     checkpoint = pretrained_checkpoint(source, backbone=backbone, width_mult=width_mult, **options)
-    if (checkpoint.config or {}).get("name") == "centernet":
+    if checkpoint_task(checkpoint) == TASK:
         detector = _from_checkpoint(checkpoint)
         model, note = detector.model.train(), ""
         if detector.model.num_classes != num_classes:

@@ -9,13 +9,13 @@ from typing import Any
 
 from torch import nn
 
-from ..engine import Task, TaskData, TrainResult, fit
-from ..factory import pretrained_model
-from ..models import MobileNet, build_model
-from ..recipes import ConfigError
-from ..weights.convert import Checkpoint
-from ..weights.io import require_architecture
-from ..weights.registry import open_weights
+from ...engine import Task, TaskData, TrainResult, fit
+from ...factory import pretrained_model
+from ...models import MobileNet, build_model
+from ...recipes import ConfigError
+from ...weights.convert import Checkpoint
+from ...weights.io import require_architecture
+from ...weights.registry import open_weights
 from .checkpoint import TASK
 from .config import TrainConfig, make_config
 from .data import build_data

@@ -7,17 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from .._atomic import writable, write_text
-from ..detection.checkpoint import load_detector
-from ..detection.config import DetectConfig, make_detect_config
-from ..detection.decode import SCORE_THRESHOLD
-from ..detection.export import FORMATS as DETECTOR_FORMATS
-from ..detection.export import export_detector
-from ..detection.inference import evaluate_checkpoint, predict_images
-from ..detection.task import train_detector
-from ..recipes import number_in, path_text, positive_int
-from . import CommandError, add_model_source, add_training_command, model_source
-from .export import float_groups
+from ..._atomic import writable, write_text
+from ...cli import CommandError, add_model_source, add_training_command, model_source
+from ...cli.export import float_groups
+from ...deploy.formats import check_request, list_formats
+from ...recipes import number_in, path_text, positive_int
+from .checkpoint import TASK, load_detector
+from .config import DetectConfig, make_detect_config
+from .decode import SCORE_THRESHOLD
+from .export import export_detector
+from .inference import evaluate_checkpoint, predict_images
+from .task import train_detector
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -120,7 +120,8 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
                                         "with mobilenets.detection.decode and map the boxes back with "
                                         "boxes_to_original (the letterbox in the metadata).")
     p.add_argument("--checkpoint", required=True, metavar="C")
-    p.add_argument("--format", choices=DETECTOR_FORMATS, default="onnx", help="onnx (default) or executorch")
+    p.add_argument("--format", choices=[f.name for f in list_formats(TASK)], default="onnx",
+                   help="onnx (default) or executorch")
     p.add_argument("--int8", action="store_true", help="executorch: int8 (PT2E with XNNPACK's quantizer)")
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: the built-in set)")
     p.add_argument("--keep-float", type=float_groups, metavar="GROUPS",
@@ -132,12 +133,8 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    if args.int8 and args.format != "executorch":
-        raise CommandError("--int8 needs --format executorch")
-    if (args.calibration or args.keep_float is not None) and not args.int8:
-        raise CommandError(f"{'--calibration' if args.calibration else '--keep-float'} needs --int8")
-    if args.dynamic_batch and args.format == "executorch":
-        raise CommandError("--dynamic-batch is not for --format executorch (batch 1)")
+    check_request(args.format, TASK, int8=args.int8, dynamic_batch=args.dynamic_batch,
+                  calibration=args.calibration, keep_float=args.keep_float)  # before the checkpoint loads
     writable(args.output)
     detector = load_detector(args.checkpoint)
     path = export_detector(detector, args.output, format=args.format, dynamic_batch=args.dynamic_batch,

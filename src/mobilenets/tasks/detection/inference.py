@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.utils import draw_bounding_boxes
 
-from ..data.folder import DataError, expand_inputs, load_rgb
-from ..data.wrappers import Transformed
-from ..engine.distributed import choose_device
-from ..recipes import recorded_options
+from ...data.folder import DataError, expand_inputs, load_rgb
+from ...data.wrappers import Transformed
+from ...engine.distributed import choose_device
+from ...recipes import recorded_options
 from .checkpoint import Detector, load_detector
 from .config import DetectConfig
 from .data import evaluation_sets
@@ -117,7 +117,7 @@ def drawing_paths(inputs: list[Path], folder: Path) -> list[Path]:
 def _draw(image, boxes: torch.Tensor, names: list[str], scores: list[float], path: Path) -> None:
     from torchvision.transforms.v2 import functional as F
 
-    from .._atomic import atomic_path
+    from ..._atomic import atomic_path
 
     labels = [f"{name} {score:.2f}" for name, score in zip(names, scores, strict=True)]
     pixels = F.pil_to_tensor(image)

@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._words import counted
-from ..data.transforms import Preprocess
-from ..deploy.runtime import EXPORTED_SUFFIXES, ExportedModel, ExportedNetwork, load_exported
-from ..models import MobileNet
-from ..models.registry import without_idle_options
-from ..recipes import checked_train_config, recorded_options
-from ..weights.convert import WeightsError, read_weights
-from ..weights.io import model_from_checkpoint
+from ..._words import counted
+from ...data.transforms import Preprocess
+from ...deploy.formats import EXPORTED_SUFFIXES, load_exported
+from ...deploy.runtime import ExportedModel, ExportedNetwork
+from ...models import MobileNet
+from ...models.registry import without_idle_options
+from ...recipes import checked_train_config, recorded_options
+from ...weights.convert import WeightsError, read_weights
+from ...weights.io import model_from_checkpoint
+from .. import checkpoint_task
 from .config import TrainConfig
 
 TASK = "classification"
@@ -38,8 +40,8 @@ def load_classifier(path: str | Path) -> Classifier:
     if Path(path).suffix in EXPORTED_SUFFIXES:
         return classifier_from_exported(load_exported(path))
     checkpoint = read_weights(path)
-    if checkpoint.task not in (None, TASK) or (checkpoint.config or {}).get("name") == "centernet":
-        raise WeightsError(f"{path}: a {checkpoint.task or 'detection'} checkpoint, not a classifier")
+    if (task := checkpoint_task(checkpoint)) != TASK:
+        raise WeightsError(f"{path}: a {task} checkpoint, not a classifier")
     if "classes" not in checkpoint.meta or "preprocess" not in checkpoint.meta:
         raise WeightsError(f"{path}: holds no class names or preprocessing (was it written by `mobilenets train`?)")
     model = model_from_checkpoint(checkpoint).eval()

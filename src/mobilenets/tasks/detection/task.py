@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from ..engine import Task, TrainingError, TrainResult, fit
+from ...engine import Task, TrainingError, TrainResult, fit
 from .checkpoint import TASK, pretrained_checkpoint, pretrained_detector
 from .config import DetectConfig, make_detect_config
 from .data import DetectionData, build_detection_data

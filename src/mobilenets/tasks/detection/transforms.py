@@ -18,13 +18,13 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..data.transforms import IMAGENET_MEAN, normalise
+from ...data.transforms import IMAGENET_MEAN, normalise
 
 Target = dict[str, Any]
 DetectionTransform = Callable[[Image.Image, Target], tuple[torch.Tensor, Target]]
 PAD_COLOUR = tuple(round(255 * m) for m in IMAGENET_MEAN)  # (124, 116, 104): padding normalises to 0
 MIN_BOX_SIZE = 2.0  # pixels of network input; narrower boxes left by a crop are dropped with their labels
-_COLOUR_JITTER = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3}  # no hue: as the paper; +2.5 ms per image
+_COLOUR_JITTER = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3}  # no hue, as the paper (hue costs time too)
 
 
 @dataclass(frozen=True)

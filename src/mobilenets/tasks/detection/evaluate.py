@@ -14,8 +14,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import nn
 
-from ..engine.loop import autocast, images_to
-from ..progress import progress_bar
+from ...engine.loop import autocast, images_to
+from ...progress import progress_bar
 from .decode import Detections, decode
 from .loss import CenterNetCriterion
 from .transforms import boxes_to_original

@@ -19,8 +19,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
-from .._atomic import write_text
-from ..data.synthetic import (
+from ..._atomic import write_text
+from ...data.synthetic import (
     DISK,
     MIN_COLOUR_DISTANCE,
     SHAPE_CLASSES,

@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._atomic import writable
-from ..data.transforms import normalise
-from ..deploy.executorch import export_pte
-from ..deploy.export import check_suffix, export_graph
-from ..deploy.quantize import FLOAT_GROUPS, calibration_batches
-from .checkpoint import Detector
+from ..._atomic import writable
+from ...data.transforms import normalise
+from ...deploy.executorch import export_pte
+from ...deploy.formats import check_request
+from ...deploy.quantize import FLOAT_GROUPS, calibration_batches
+from .checkpoint import TASK, Detector
 from .synthetic import SyntheticDetection
 from .transforms import letterbox
 
 OUTPUT_NAMES = ["heatmap", "size", "offset"]
-FORMATS = ("onnx", "executorch")
 
 
 def _builtin_images(size: int):
@@ -33,31 +32,27 @@ def _builtin_images(size: int):
 def export_detector(detector: Detector, output: str | Path, *, format: str = "onnx", dynamic_batch: bool = False,
                     int8: bool = False, calibration: str | Path | None = None,
                     keep_float: Iterable[str] | None = None) -> Path:
-    """Write the detector at its training input size as ONNX or an ExecuTorch program (`.pte` for batch 1 on
-    XNNPACK; `int8` calibrated on `calibration`, a folder of images, default the built-in set, `keep_float` as
-    for `export_pte`), with class names, category ids and the input protocol (letterbox to image_size, ImageNet
-    mean/std) in the metadata."""
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
-    if int8 and format != "executorch":
-        raise ValueError("int8 detectors are exported with the executorch format")
-    check_suffix(format, output)
+    """Write the detector at its training input size in `format` (`deploy.list_formats`; an ExecuTorch program is
+    a `.pte` for batch 1 on XNNPACK; `int8` calibrated on `calibration`, a folder of images, default the built-in
+    set, `keep_float` as for `export_pte`), with class names, category ids and the input protocol (letterbox to
+    image_size, ImageNet mean/std) in the metadata."""
+    row = check_request(format, TASK, output, int8=int8, dynamic_batch=dynamic_batch, calibration=calibration,
+                        keep_float=keep_float)
     writable(output, keeping=[detector.source] if detector.source else [])
     if "classifier" in (keep_float or ()):
         groups = ", ".join(g for g in FLOAT_GROUPS if g != "classifier")
         raise ValueError(f"keep_float: a detector has no classifier (its groups: {groups})")
-    metadata = {"classes": detector.classes, "category_ids": detector.category_ids,
+    metadata = {"task": TASK, "classes": detector.classes, "category_ids": detector.category_ids,
                 "image_size": detector.image_size, "model": detector.model.config,
                 "train_config": detector.meta.get("train_config", {}),
                 "preprocess": "letterbox: longer side to image_size, pad right/bottom with the ImageNet mean; "
                               "normalise with ImageNet mean and std",
                 "outputs": "heatmap logits [B,K,h,w], size (w,h) and offset (x,y) [B,2,h,w] at stride 4"}
-    if format == "onnx":
-        return export_graph(detector.model, "onnx", output, resolution=detector.image_size,
-                            dynamic_batch=dynamic_batch, metadata=metadata, output_names=OUTPUT_NAMES)
-    batches = detector_calibration(detector.image_size, calibration) if int8 else None
-    return export_pte(detector.model, output, resolution=detector.image_size, metadata=metadata, calibration=batches,
-                      keep_float=keep_float)
+    if not int8:
+        return row.write(detector.model, output, resolution=detector.image_size, dynamic_batch=dynamic_batch,
+                         metadata=metadata, output_names=OUTPUT_NAMES)
+    return export_pte(detector.model, output, resolution=detector.image_size, metadata=metadata,
+                      calibration=detector_calibration(detector.image_size, calibration), keep_float=keep_float)
 
 
 def detector_calibration(size: int, folder: str | Path | None = None) -> Iterator[np.ndarray]:

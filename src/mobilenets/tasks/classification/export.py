@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .._atomic import writable
-from ..data.folder import DataError
-from ..data.transforms import Preprocess, eval_transform
-from ..deploy import Exported, ReportImages, export
-from .checkpoint import Classifier, load_classifier, recorded_training
+from ..._atomic import writable
+from ...data.folder import DataError
+from ...data.transforms import Preprocess, eval_transform
+from ...deploy import Exported, ReportImages, export
+from ...deploy.formats import check_request
+from .checkpoint import TASK, Classifier, load_classifier, recorded_training
 from .data import build_data
 from .evaluate import evaluation_set
 
@@ -48,13 +49,13 @@ def export_classifier(checkpoint: str | Path, format: str, output: str | Path, *
     preprocessing in the metadata, at its training resolution unless `resolution` is given. With `int8`, the
     report compares int8 with fp32 on `val` (default: the run's validation split), and `qat_epochs` fine-tune on
     the run's training data first."""
-    if qat_epochs < 0:
-        raise ValueError(f"qat_epochs must be 0 or more, got {qat_epochs}")
+    check_request(format, TASK, int8=int8, dynamic_batch=dynamic_batch, reduce_range=reduce_range,
+                  qat_epochs=qat_epochs, calibration=calibration, keep_float=keep_float, val=val)
     writable(output, keeping=[checkpoint])
     classifier = load_classifier(checkpoint)
     size = resolution or classifier.preprocess.image_size
     preprocess = classifier.preprocess.at(size)
-    metadata = {"classes": classifier.classes, "preprocess": preprocess.to_dict(),
+    metadata = {"task": TASK, "classes": classifier.classes, "preprocess": preprocess.to_dict(),
                 "model": classifier.model.config, "train_config": classifier.meta.get("train_config", {})}
     int8_options = {"preprocess": preprocess, "calibration": calibration, "keep_float": keep_float,
                     "reduce_range": reduce_range, "report": report_images(classifier, val, preprocess),

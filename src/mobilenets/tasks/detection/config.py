@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import TrainingOptions, network_problems, synthetic_size_problems
-from ..models import list_models
-from ..recipes import (
+from ...engine.config import TrainingOptions, network_problems, synthetic_size_problems
+from ...models import list_models
+from ...recipes import (
     count,
     load_recipe,
     make_options,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ..data.folder import DataError, expand_inputs, load_rgb
-from ..data.transforms import eval_transform
-from ..engine.distributed import choose_device
+from ...data.folder import DataError, expand_inputs, load_rgb
+from ...data.transforms import eval_transform
+from ...engine.distributed import choose_device
 from .checkpoint import load_classifier
 
 

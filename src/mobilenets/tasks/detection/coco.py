@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .._words import counted
-from ..data.folder import DataError, find_problems, load_rgb
+from ..._words import counted
+from ...data.folder import DataError, find_problems, load_rgb
 from .synthetic import ANNOTATION_FILE
 
 log = logging.getLogger(__name__)
