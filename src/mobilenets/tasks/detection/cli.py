@@ -121,7 +121,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
                                         "boxes_to_original (the letterbox in the metadata).")
     p.add_argument("--checkpoint", required=True, metavar="C")
     p.add_argument("--format", choices=[f.name for f in list_formats(TASK)], default="onnx",
-                   help="onnx (default) or executorch")
+                   help="the export format (onnx)")
     p.add_argument("--int8", action="store_true", help="executorch: int8 (PT2E with XNNPACK's quantizer)")
     p.add_argument("--calibration", metavar="DIR", help="--int8: images to calibrate on (default: the built-in set)")
     p.add_argument("--keep-float", type=float_groups, metavar="GROUPS",
